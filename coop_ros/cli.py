@@ -1,0 +1,53 @@
+"""The ``coop-ros`` command line: one sub-command per job, each in the module that owns the job.
+
+A sub-command module defines ``configure_parser(parser)`` and ``run(args) -> int``; it is imported
+only when its sub-command runs, so ``coop-ros --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coop-ros", description="Co-op 6D pose estimation of novel objects")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).configure_parser(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # build only the requested sub-command's parser (imports of the others are skipped)
+    names = [a for a in argv if not a.startswith("-")]
+    if names and names[0] in COMMANDS:
+        parser = argparse.ArgumentParser(prog="coop-ros")
+        sub = parser.add_subparsers(dest="command")
+        module, help_ = COMMANDS[names[0]]
+        p = sub.add_parser(names[0], help=help_, description=help_)
+        importlib.import_module(module).configure_parser(p)
+        p.set_defaults(_module=module)
+    else:
+        parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from coop_ros.errors import CoopError
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except CoopError as e:
+        print(f"coop-ros {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

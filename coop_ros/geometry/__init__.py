@@ -1,0 +1,1 @@
+"""Geometry core: SE(3), camera + crop, viewpoints, PnP and rigid solvers. No ROS, metres."""
