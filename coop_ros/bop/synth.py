@@ -1,0 +1,853 @@
+"""Synthetic BOP-format datasets with exact ground truth (``coop-ros synth``).
+
+:func:`generate_dataset` renders random scenes of target objects (built-in procedural objects or
+user meshes) with distractors, occluders, a textured background plane, jittered light and depth
+noise, and writes them in the exact BOP layout
+(https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_format.md)::
+
+    OUT/dataset.json                   generator parameters + seed (no paths, no time stamps)
+    OUT/test_targets_bop19.json        [{scene_id, im_id, obj_id, inst_count}], visib_fract >= 0.1
+    OUT/models/models_info.json        {obj_id: diameter, min_*, size_*, symmetries_*} (mm)
+    OUT/models/obj_000001.ply (+ obj_000001.png for textured objects, ``comment TextureFile``)
+    OUT/test/000000/scene_camera.json  {im_id: {cam_K, depth_scale}}
+                    scene_gt.json      {im_id: [{cam_R_m2c, cam_t_m2c (mm), obj_id}]}
+                    scene_gt_info.json {im_id: [{bbox_obj, bbox_visib, px_count_all,
+                                                 px_count_valid, px_count_visib, visib_fract}]}
+                    rgb/000000.png     (H, W, 3) uint8
+                    depth/000000.png   uint16, depth [mm] = value * depth_scale (0.1 by default)
+                    mask/000000_000000.png        full silhouette of GT instance 0 (0 / 255)
+                    mask_visib/000000_000000.png  its visible part (0 / 255)
+
+Ground truth follows the BOP toolkit (``scripts/calc_gt_masks.py``, ``calc_gt_info.py``) exactly:
+
+* ``mask``: the object rendered alone at its GT pose, image size (truncated at the border).
+* ``mask_visib`` / ``px_count_visib``: ``visib_mode='bop19'`` with ``delta = 15 mm`` on *distance*
+  images: visible where ``dist_gt > 0`` and (``dist_gt - dist_scene <= delta`` or the saved depth
+  is 0), with ``dist_scene`` from the depth PNG as written (noise and quantisation included), so
+  running the BOP toolkit on these files reproduces the numbers.
+* ``px_count_all``: pixels of the full silhouette **including the part outside the image** (BOP
+  renders on a 3W x 3H canvas with the principal point shifted by (W, H); we do the same, only
+  for instances whose projected bounding box leaves the image, otherwise it equals the mask).
+* ``px_count_valid``: pixels of the image-size silhouette with a non-zero saved depth.
+* ``visib_fract = px_count_visib / px_count_all`` (0 when px_count_all is 0).
+* ``bbox_obj`` = BOP ``calc_2d_bbox`` of the full (3x canvas) silhouette: ``[x_min, y_min,
+  x_max - x_min, y_max - y_min]`` — note **w = x_max - x_min** (one less than the pixel count),
+  and **not clipped** to the image: an object that leaves the image has a box reaching outside it
+  (negative x / y, or x + w >= W). ``bbox_visib`` is the same of the visible mask (inside the image
+  by construction). Both are ``[-1, -1, -1, -1]`` when ``px_count_visib`` is 0 (as BOP does).
+
+Scenes: a scene folder is a group of independent images (each image has its own object poses,
+background, light); the camera frame is the world frame. Each image holds 1-3 target instances
+(random rotation, depth 0.4-1.2 m, projected inside the image), free distractors (random
+primitives and the built-in objects that are not targets), occluders put between the camera and
+a target (``occlusion``), and a tilted plane textured with a procedural background behind
+everything (so the depth image is valid everywhere) or a 2D background image (depth 0 there).
+Bounding spheres of all items are disjoint (no interpenetration). Images are re-sampled until
+every target has ``visib_fract >=`` the occlusion level's minimum (the best of
+``max_attempts`` otherwise).
+
+The images are rendered from the model files **as written** (re-loaded), so the files alone
+reproduce every mask. Same seed -> byte-identical files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from coop_ros.errors import InputError
+from coop_ros.geometry.camera import check_intrinsics, project_camera_points
+from coop_ros.geometry.se3 import make_pose, random_rotation, transform_points
+from coop_ros.objects import ObjectModel, models_info_entry
+
+__all__ = [
+    "SynthConfig", "SynthSummary", "generate_dataset", "default_intrinsics", "write_ply",
+    "gt_info_bop", "calc_2d_bbox", "depth_to_dist", "OCCLUSION_LEVELS", "configure_parser", "run",
+]
+
+#: occlusion level -> (probability that a target gets an occluder, minimum visib_fract of targets,
+#: (min, max) image distance between target and occluder centres as a fraction of the sum of their
+#: projected bounding radii: 1 = the discs just touch, 0 = concentric)
+OCCLUSION_LEVELS = {"none": (0.0, 0.9, (1.0, 1.0)), "mild": (0.3, 0.5, (0.5, 1.0)),
+                    "heavy": (0.8, 0.2, (0.15, 0.8))}
+_MM = 1000.0
+_GAP = 0.005          # free space between bounding spheres [m]
+_NEAREST = 0.2        # nearest distance of any item's centre [m]
+_FORMAT_VERSION = 1
+
+
+# ==============================================================================================
+# configuration and result records
+# ==============================================================================================
+@dataclass
+class SynthConfig:
+    """Parameters of :func:`generate_dataset` (validated once by :meth:`validated`).
+
+    Attributes:
+        n_scenes: number of scene folders (>= 1).
+        images_per_scene: images per scene (>= 1).
+        seed: master seed; the same seed gives byte-identical files.
+        width, height: image size [px].
+        K: (3, 3) intrinsics [px] as nested lists; None -> :func:`default_intrinsics`.
+        objects_per_image: (min, max) target instances per image, inclusive.
+        distractors: (min, max) free distractors per image, inclusive.
+        occlusion: "none" | "mild" | "heavy" (:data:`OCCLUSION_LEVELS`).
+        depth_noise_m: std of the Gaussian depth noise [m].
+        distance_m: (min, max) depth of the targets' bounding-sphere centres [m].
+        keep_inside: fraction of the projected bounding-sphere radius kept inside the image
+            around a target's centre (1 = sphere fully inside, 0 = centre inside).
+        background: "plane" (textured 3D plane, valid depth) | "image" (2D image, depth 0).
+        light_jitter: random ambient / diffuse / direction / colour per image (else a headlight).
+        rgb_noise: std of the Gaussian pixel noise added to the RGB image [0..255 levels].
+        depth_scale: BOP depth_scale: depth [mm] = png value * depth_scale.
+        visib_delta_mm: BOP visibility tolerance [mm].
+        visib_threshold: minimum visib_fract of an instance listed in test_targets_bop19.json.
+        multi_instance: allow several instances of one object in an image (always when
+            objects_per_image asks for more instances than there are objects).
+        n_distractor_primitives: size of the random-primitive distractor pool.
+        max_attempts: re-samples of an image whose targets are too occluded.
+        object_seed: seed of the built-in objects' textures (separate from ``seed``, so datasets
+            with different seeds show the same objects).
+        split: split folder name.
+    """
+
+    n_scenes: int = 1
+    images_per_scene: int = 10
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    K: list | None = None
+    objects_per_image: tuple[int, int] = (1, 3)
+    distractors: tuple[int, int] = (0, 2)
+    occlusion: str = "mild"
+    depth_noise_m: float = 0.001
+    distance_m: tuple[float, float] = (0.4, 1.2)
+    keep_inside: float = 0.8
+    background: str = "plane"
+    light_jitter: bool = True
+    rgb_noise: float = 2.0
+    depth_scale: float = 0.1
+    visib_delta_mm: float = 15.0
+    visib_threshold: float = 0.1
+    multi_instance: bool = False
+    n_distractor_primitives: int = 8
+    max_attempts: int = 10
+    object_seed: int = 0
+    split: str = "test"
+
+    def validated(self) -> "SynthConfig":
+        """Check every field; returns a normalised copy. Raises InputError naming the field."""
+        c = SynthConfig(**asdict(self))
+        for name in ("n_scenes", "images_per_scene", "width", "height", "max_attempts"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+            setattr(c, name, int(v))
+        for name in ("seed", "object_seed", "n_distractor_primitives"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise InputError(f"{name} must be an integer >= 0, got {v!r}")
+            setattr(c, name, int(v))
+        for name in ("objects_per_image", "distractors"):
+            v = getattr(c, name)
+            try:
+                lo, hi = (int(x) for x in v)
+            except (TypeError, ValueError):
+                raise InputError(f"{name} must be a (min, max) pair of integers, "
+                                 f"got {v!r}") from None
+            if lo < (1 if name == "objects_per_image" else 0) or hi < lo:
+                raise InputError(f"{name} must be (min, max) with 0 <= min <= max "
+                                 f"(min >= 1 for targets), got {v!r}")
+            setattr(c, name, (lo, hi))
+        if c.occlusion not in OCCLUSION_LEVELS:
+            raise InputError(f"occlusion must be one of {sorted(OCCLUSION_LEVELS)}, got "
+                             f"{c.occlusion!r}")
+        if c.background not in ("plane", "image"):
+            raise InputError(f"background must be 'plane' or 'image', got {c.background!r}")
+        try:
+            dmin, dmax = (float(x) for x in c.distance_m)
+        except (TypeError, ValueError):
+            raise InputError(f"distance_m must be a (min, max) pair in metres, got "
+                             f"{c.distance_m!r}") from None
+        if not (0.25 <= dmin <= dmax <= 20.0):
+            raise InputError(f"distance_m must satisfy 0.25 <= min <= max <= 20 m, got "
+                             f"{c.distance_m!r}")
+        c.distance_m = (dmin, dmax)
+        for name, lo, hi in (("depth_noise_m", 0.0, 0.1), ("keep_inside", 0.0, 1.0),
+                             ("rgb_noise", 0.0, 50.0), ("visib_threshold", 0.0, 1.0),
+                             ("visib_delta_mm", 0.0, 1000.0)):
+            v = float(getattr(c, name))
+            if not (np.isfinite(v) and lo <= v <= hi):
+                raise InputError(f"{name} must be in [{lo}, {hi}], got {getattr(c, name)!r}")
+            setattr(c, name, v)
+        ds = float(c.depth_scale)
+        if not (np.isfinite(ds) and 0.0 < ds <= 10.0):
+            raise InputError(f"depth_scale must be in (0, 10] (mm per png unit), "
+                             f"got {c.depth_scale!r}")
+        c.depth_scale = ds
+        if not isinstance(c.split, str) or not c.split or "/" in c.split:
+            raise InputError(f"split must be a folder name, got {c.split!r}")
+        if c.K is None:
+            c.K = default_intrinsics(c.width, c.height).tolist()
+        else:
+            c.K = check_intrinsics(c.K, image_size=(c.width, c.height)).tolist()
+        c.light_jitter, c.multi_instance = bool(c.light_jitter), bool(c.multi_instance)
+        return c
+
+
+@dataclass
+class SynthSummary:
+    """What :func:`generate_dataset` wrote.
+
+    Attributes:
+        out_dir: dataset root.
+        obj_ids: {obj_id: object name}.
+        n_images: images written.
+        n_instances: GT instances written (all scene_gt entries).
+        n_targets: instances listed in test_targets_bop19.json (visib_fract >= threshold).
+        visib_fract: (n_instances,) float64 visib_fract of every instance, in file order.
+    """
+
+    out_dir: Path
+    obj_ids: dict[int, str]
+    n_images: int
+    n_instances: int
+    n_targets: int
+    visib_fract: np.ndarray = field(repr=False)
+
+
+def default_intrinsics(width: int, height: int) -> np.ndarray:
+    """A typical RGB-D camera for a ``width`` x ``height`` image: fx = fy = 0.9375 * width
+    (600 px at 640 x 480, ~56 deg horizontal field of view), principal point at the centre.
+
+    Returns:
+        (3, 3) float64 K [px].
+    """
+    f = 0.9375 * float(width)
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+# ==============================================================================================
+# BOP ground-truth helpers (bop_toolkit semantics)
+# ==============================================================================================
+def calc_2d_bbox(xs: np.ndarray, ys: np.ndarray) -> list[int]:
+    """BOP toolkit ``misc.calc_2d_bbox`` (no clipping): ``[x_min, y_min, x_max - x_min,
+    y_max - y_min]`` of pixel coordinates (note: width = x_max - x_min, not the pixel count)."""
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    if xs.size == 0:
+        return [-1, -1, -1, -1]
+    x0, y0 = int(xs.min()), int(ys.min())
+    return [x0, y0, int(xs.max()) - x0, int(ys.max()) - y0]
+
+
+def depth_to_dist(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """BOP ``depth_im_to_dist_im``: (H, W) depth (any unit) -> distance from the camera centre
+    (same unit), float64; 0 stays 0."""
+    depth = np.asarray(depth, dtype=np.float64)
+    H, W = depth.shape
+    xs = (np.arange(W) - K[0, 2]) / K[0, 0]
+    ys = (np.arange(H) - K[1, 2]) / K[1, 1]
+    return depth * np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0)
+
+
+def gt_info_bop(depth_gt_mm: np.ndarray, depth_scene_mm: np.ndarray, K: np.ndarray,
+                delta_mm: float = 15.0, px_count_all: int | None = None,
+                bbox_obj: list[int] | None = None) -> tuple[dict, np.ndarray]:
+    """BOP ``calc_gt_info`` / ``calc_gt_masks`` for one GT instance.
+
+    Args:
+        depth_gt_mm: (H, W) depth of the object rendered alone at its GT pose [mm], 0 off it.
+        depth_scene_mm: (H, W) the dataset's depth image [mm] (as saved), 0 = no measurement.
+        K: (3, 3) intrinsics [px].
+        delta_mm: visibility tolerance [mm] (BOP: 15).
+        px_count_all: silhouette pixels including the part outside the image (3x canvas);
+            None -> the image-size silhouette's count (object fully inside).
+        bbox_obj: BOP box of the full silhouette (3x canvas); None -> from the image-size one.
+    Returns:
+        (info, mask_visib): the scene_gt_info entry (dict with ints / float) and (H, W) bool.
+    """
+    dist_gt = depth_to_dist(depth_gt_mm, K)
+    dist_im = depth_to_dist(depth_scene_mm, K)
+    d_diff = dist_gt.astype(np.float32) - dist_im.astype(np.float32)
+    visib = ((d_diff <= delta_mm) | (dist_im == 0)) & (dist_gt > 0)
+    mask = dist_gt > 0
+    if px_count_all is None:
+        px_count_all = int(mask.sum())
+    px_valid = int((dist_im[mask] > 0).sum())
+    px_visib = int(visib.sum())
+    fract = px_visib / float(px_count_all) if px_count_all > 0 else 0.0
+    bbox, bbox_visib = [-1] * 4, [-1] * 4
+    if px_visib > 0:
+        if bbox_obj is None:
+            ys, xs = mask.nonzero()
+            bbox_obj = calc_2d_bbox(xs, ys)
+        bbox = [int(x) for x in bbox_obj]
+        ys, xs = visib.nonzero()
+        bbox_visib = calc_2d_bbox(xs, ys)
+    return ({"bbox_obj": bbox, "bbox_visib": bbox_visib, "px_count_all": int(px_count_all),
+             "px_count_valid": px_valid, "px_count_visib": px_visib,
+             "visib_fract": float(fract)}, visib)
+
+
+# ==============================================================================================
+# model files
+# ==============================================================================================
+def write_ply(path, obj: ObjectModel, texture_name: str | None = None) -> Path:
+    """Write ``obj`` as a binary little-endian BOP PLY in **millimetres**.
+
+    Vertex properties: x y z (float), nx ny nz (float, area-weighted vertex normals), red green
+    blue (uchar: the vertex colours, or the texture sampled at each vertex's uv, or grey), and for
+    textured objects texture_u texture_v (float, OpenGL v up) with the header line
+    ``comment TextureFile <texture_name>``; the caller writes that PNG next to the PLY.
+    Faces: ``list uchar int vertex_indices``.
+
+    Args:
+        path: output .ply path.
+        obj: the object (metres).
+        texture_name: file name of the texture PNG; required when ``obj`` has a texture.
+    Returns:
+        The path.
+    """
+    import trimesh
+
+    path = Path(path)
+    V = obj.vertices * _MM
+    F = obj.faces
+    normals = np.asarray(trimesh.Trimesh(vertices=obj.vertices, faces=F, process=False)
+                         .vertex_normals, dtype=np.float32)
+    if obj.vertex_colors is not None:
+        rgb = np.round(obj.vertex_colors * 255.0)
+    elif obj.texture is not None:
+        Ht, Wt = obj.texture.shape[:2]
+        cols = np.clip((obj.uv[:, 0] % 1.0) * Wt, 0, Wt - 1).astype(np.int64)
+        rows = np.clip((1.0 - obj.uv[:, 1] % 1.0) * Ht, 0, Ht - 1).astype(np.int64)
+        rgb = obj.texture[rows, cols].astype(np.float64)
+    else:
+        rgb = np.full((len(V), 3), 178.0)
+    textured = obj.texture is not None
+    if textured and not texture_name:
+        raise InputError(f"write_ply({path}): object {obj.name!r} has a texture; give texture_name")
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("nx", "<f4"), ("ny", "<f4"),
+              ("nz", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    if textured:
+        fields += [("texture_u", "<f4"), ("texture_v", "<f4")]
+    vert = np.zeros(len(V), dtype=np.dtype(fields))
+    for i, c in enumerate("xyz"):
+        vert[c] = V[:, i]
+        vert["n" + c] = normals[:, i]
+    for i, c in enumerate(("red", "green", "blue")):
+        vert[c] = np.clip(rgb[:, i], 0, 255).astype(np.uint8)
+    if textured:
+        vert["texture_u"], vert["texture_v"] = obj.uv[:, 0], obj.uv[:, 1]
+    face = np.zeros(len(F), dtype=np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
+    face["n"] = 3
+    face["i"] = F
+    lines = ["ply", "format binary_little_endian 1.0", "comment units: millimetres",
+             "comment generated by coop_ros.bop.synth"]
+    if textured:
+        lines.append(f"comment TextureFile {texture_name}")
+    lines.append(f"element vertex {len(V)}")
+    for name, dt in fields:
+        lines.append(f"property {'uchar' if dt == 'u1' else 'float'} {name}")
+    lines += [f"element face {len(F)}", "property list uchar int vertex_indices", "end_header"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(("\n".join(lines) + "\n").encode("ascii"))
+        fh.write(vert.tobytes())
+        fh.write(face.tobytes())
+    return path
+
+
+def _dumps_bop(data) -> str:
+    """JSON in the BOP toolkit's layout (``inout.save_json``): one line per top-level key or list
+    element, each value compact."""
+    compact = lambda v: json.dumps(v, separators=(", ", ": "))  # noqa: E731
+    if isinstance(data, dict):
+        lines = []
+        for k, v in data.items():
+            if isinstance(v, list) and v:
+                inner = ",\n".join("    " + compact(x) for x in v)
+                lines.append(f"  {json.dumps(str(k))}: [\n{inner}]")
+            else:
+                lines.append(f"  {json.dumps(str(k))}: {compact(v)}")
+        return "{\n" + ",\n".join(lines) + "\n}"
+    if isinstance(data, list):
+        return "[\n" + ",\n".join("  " + compact(x) for x in data) + "\n]"
+    return compact(data)
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dumps_bop(data) + "\n")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise InputError(f"cannot write image {path}")
+
+
+# ==============================================================================================
+# objects
+# ==============================================================================================
+def _resolve_objects(objects, object_seed: int) -> tuple[dict[int, ObjectModel], dict[int, str]]:
+    """{obj_id: ObjectModel} and {obj_id: source description} from the accepted forms."""
+    from coop_ros.bop.procedural import PROCEDURAL, make_object
+
+    if objects is None:
+        objects = list(PROCEDURAL)
+    if isinstance(objects, str):
+        objects = [s.strip() for s in objects.split(",") if s.strip()]
+    if isinstance(objects, Mapping):
+        items = list(objects.items())
+    elif isinstance(objects, Sequence):
+        items = list(enumerate(objects, start=1))
+    else:
+        raise InputError(f"objects must be a dict {{obj_id: ObjectModel | name}} or a list of "
+                         f"names / ObjectModels, got {type(objects).__name__}")
+    if not items:
+        raise InputError("objects is empty: give at least one target object")
+    out, src = {}, {}
+    for obj_id, o in items:
+        if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or \
+                not 1 <= int(obj_id) <= 999999:
+            raise InputError(f"object ids must be integers in [1, 999999], got {obj_id!r}")
+        obj_id = int(obj_id)
+        if isinstance(o, str):
+            out[obj_id] = make_object(o, seed=object_seed)
+            src[obj_id] = f"procedural:{o}"
+        elif isinstance(o, ObjectModel):
+            out[obj_id] = o
+            src[obj_id] = f"mesh:{Path(o.source_path).name}" if o.source_path else f"model:{o.name}"
+        else:
+            raise InputError(f"objects[{obj_id}] must be an ObjectModel or a built-in name, got "
+                             f"{type(o).__name__}")
+    return dict(sorted(out.items())), dict(sorted(src.items()))
+
+
+def _write_models(models_dir: Path, objects: dict[int, ObjectModel]) -> dict[int, ObjectModel]:
+    """Write PLYs (+ texture PNGs) and models_info.json; return the models re-loaded from disk."""
+    from PIL import Image
+
+    info, loaded = {}, {}
+    for obj_id, obj in objects.items():
+        stem = f"obj_{obj_id:06d}"
+        tex_name = None
+        if obj.texture is not None:
+            tex_name = f"{stem}.png"
+            models_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(obj.texture).save(models_dir / tex_name, optimize=False)
+        write_ply(models_dir / f"{stem}.ply", obj, tex_name)
+        entry0 = models_info_entry(obj)
+        sym_only = {k: v for k, v in entry0.items() if k.startswith("symmetries")}
+        loaded[obj_id] = ObjectModel.load(models_dir / f"{stem}.ply", units="mm", name=stem,
+                                          models_info=sym_only or None)
+        info[str(obj_id)] = models_info_entry(loaded[obj_id])
+    _write_json(models_dir / "models_info.json", info)
+    return loaded
+
+
+# ==============================================================================================
+# scene sampling
+# ==============================================================================================
+@dataclass
+class _Item:
+    key: str
+    T: np.ndarray          # (4, 4) T_cam_obj [m]
+    center: np.ndarray     # (3,) bounding-sphere centre in the camera frame [m]
+    radius: float          # bounding-sphere radius [m]
+    obj_id: int = 0        # > 0 for targets
+
+
+def _sphere(obj: ObjectModel) -> tuple[np.ndarray, float]:
+    c = obj.center
+    return c, float(np.linalg.norm(obj.vertices - c, axis=1).max())
+
+
+def _free(center: np.ndarray, radius: float, placed: list[_Item]) -> bool:
+    return all(np.linalg.norm(center - it.center) >= radius + it.radius + _GAP for it in placed)
+
+
+def _place_in_view(rng, K, W, H, c_obj, r, z_range, keep_inside) -> np.ndarray:
+    """Random pose whose bounding-sphere centre has depth in ``z_range`` and projects at least
+    ``keep_inside`` projected radii inside the image. Returns (4, 4)."""
+    R = random_rotation(rng)
+    z = float(rng.uniform(*z_range))
+    f = min(K[0, 0], K[1, 1])
+    m = keep_inside * f * r / z
+    u = float(rng.uniform(m, W - 1 - m)) if W - 1 > 2 * m else (W - 1) / 2.0
+    v = float(rng.uniform(m, H - 1 - m)) if H - 1 > 2 * m else (H - 1) / 2.0
+    c_cam = z * np.linalg.solve(K, [u, v, 1.0])
+    return make_pose(R, c_cam - R @ c_obj)
+
+
+def _item(key, T, c_obj, r, obj_id=0) -> _Item:
+    return _Item(key, T, transform_points(T, c_obj[None])[0], r, obj_id)
+
+
+def _sample_layout(rng, cfg: SynthConfig, K, targets: dict, pool: dict) -> list[_Item]:
+    """Targets, occluders and free distractors of one image (bounding spheres disjoint)."""
+    W, H = cfg.width, cfg.height
+    ids = sorted(targets)
+    n = int(rng.integers(cfg.objects_per_image[0], cfg.objects_per_image[1] + 1))
+    replace = cfg.multi_instance or n > len(ids)
+    chosen = [ids[int(i)] for i in rng.choice(len(ids), size=n, replace=replace)]
+    items: list[_Item] = []
+    for obj_id in chosen:
+        c_obj, r = targets[obj_id]
+        for _ in range(30):
+            T = _place_in_view(rng, K, W, H, c_obj, r, cfg.distance_m, cfg.keep_inside)
+            it = _item(f"obj_{obj_id:06d}", T, c_obj, r, obj_id)
+            if _free(it.center, r, items):
+                items.append(it)
+                break
+    pool_keys = sorted(pool)
+    if not pool_keys:
+        return items
+    p_occ, _, (off_lo, off_hi) = OCCLUSION_LEVELS[cfg.occlusion]
+    f = min(K[0, 0], K[1, 1])
+    for tgt in [it for it in items if it.obj_id > 0]:
+        if rng.random() >= p_occ:
+            continue
+        key = pool_keys[int(rng.integers(0, len(pool_keys)))]
+        c_obj, r = pool[key]
+        z_hi = tgt.center[2] - tgt.radius - r - _GAP
+        if z_hi <= _NEAREST:
+            continue
+        for _ in range(10):
+            z = float(rng.uniform(max(_NEAREST, 0.5 * z_hi), z_hi))
+            uv_t = K @ tgt.center
+            uv_t = uv_t[:2] / uv_t[2]
+            rho_t, rho_o = f * tgt.radius / tgt.center[2], f * r / z
+            ang = rng.uniform(0, 2 * np.pi)
+            d = rng.uniform(off_lo, off_hi) * (rho_t + rho_o)
+            uv = uv_t + d * np.array([np.cos(ang), np.sin(ang)])
+            c_cam = z * np.linalg.solve(K, [uv[0], uv[1], 1.0])
+            R = random_rotation(rng)
+            if _free(c_cam, r, items):
+                items.append(_item(key, make_pose(R, c_cam - R @ c_obj), c_obj, r))
+                break
+    n_d = int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))
+    for _ in range(n_d):
+        key = pool_keys[int(rng.integers(0, len(pool_keys)))]
+        c_obj, r = pool[key]
+        zr = (cfg.distance_m[0], cfg.distance_m[1] + 0.3)
+        for _ in range(20):
+            T = _place_in_view(rng, K, W, H, c_obj, r, zr, 0.0)
+            it = _item(key, T, c_obj, r)
+            if _free(it.center, r, items):
+                items.append(it)
+                break
+    return items
+
+
+def _background_plane(rng, K, W, H, items: list[_Item], tex_px: int):
+    """A tilted textured quad behind every item that covers the whole view.
+
+    Returns (vertices (4, 3) m in camera frame, faces (2, 3), uv (4, 2), texture (h, w, 3))."""
+    from coop_ros.bop.procedural import random_background
+
+    tilt = np.radians(rng.uniform(0, 30))
+    phi = rng.uniform(0, 2 * np.pi)
+    n = np.array([np.sin(tilt) * np.cos(phi), np.sin(tilt) * np.sin(phi), np.cos(tilt)])
+    need = [(n @ it.center + it.radius + 0.02) / n[2] for it in items]
+    zp = max(need + [0.5]) + float(rng.uniform(0.05, 0.5))
+    p0 = np.array([0.0, 0.0, zp])
+    corners = np.array([[-0.5, -0.5], [W - 0.5, -0.5], [W - 0.5, H - 0.5], [-0.5, H - 0.5]])
+    rays = np.linalg.solve(K, np.concatenate([corners, np.ones((4, 1))], 1).T).T
+    hits = rays * ((n @ p0) / (rays @ n))[:, None]
+    a = np.cross([0.0, 1.0, 0.0], n)   # texture right ~ image right (+x)
+    a /= np.linalg.norm(a)
+    b = np.cross(a, n)                  # texture up ~ image up (-y): text reads unmirrored
+    pa, pb = (hits - p0) @ a, (hits - p0) @ b
+    lo_a, hi_a, lo_b, hi_b = pa.min(), pa.max(), pb.min(), pb.max()
+    pad_a, pad_b = 0.05 * (hi_a - lo_a), 0.05 * (hi_b - lo_b)
+    lo_a, hi_a, lo_b, hi_b = lo_a - pad_a, hi_a + pad_a, lo_b - pad_b, hi_b + pad_b
+    V = np.array([p0 + a * x + b * y for x, y in ((lo_a, lo_b), (hi_a, lo_b), (hi_a, hi_b),
+                                                    (lo_a, hi_b))])
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    aspect = (hi_b - lo_b) / (hi_a - lo_a)
+    tw = tex_px
+    th = int(np.clip(round(tex_px * aspect), 64, 2048))
+    tex = random_background(th, tw, rng)
+    return V, np.array([[0, 1, 2], [0, 2, 3]]), uv, tex
+
+
+# ==============================================================================================
+# one image
+# ==============================================================================================
+def _silhouette_inside(obj: ObjectModel, T: np.ndarray, K: np.ndarray, W: int, H: int) -> bool:
+    """True when the projected bounding box of ``obj`` lies inside the image (so the image-size
+    render holds the whole silhouette)."""
+    lo, hi = obj.vertices.min(axis=0), obj.vertices.max(axis=0)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                        for z in (lo[2], hi[2])])
+    Xc = transform_points(T, corners)
+    if np.any(Xc[:, 2] <= 1e-6):
+        return False
+    uv, _ = project_camera_points(K, Xc)
+    return bool(uv[:, 0].min() >= 0 and uv[:, 0].max() <= W - 1 and uv[:, 1].min() >= 0
+                and uv[:, 1].max() <= H - 1)
+
+
+def _render_image(renderer, rng, cfg: SynthConfig, K, items: list[_Item], models: dict,
+                  light):
+    """Render one layout and compute its BOP ground truth.
+
+    Returns dict with rgb, depth_png (uint16), masks, masks_visib, infos, targets (list of _Item).
+    """
+    W, H = cfg.width, cfg.height
+    scene_items = [(it.key, it.T) for it in items]
+    background = None
+    if cfg.background == "plane":
+        V, F, uv, tex = _background_plane(rng, K, W, H, items, tex_px=min(2048, 2 * max(W, H)))
+        renderer.add_mesh("__plane__", V, F, uv=uv, texture=tex)
+        scene_items.append(("__plane__", np.eye(4)))
+    else:
+        from coop_ros.bop.procedural import random_background
+        background = random_background(H, W, rng)
+    out = renderer.render_scene(scene_items, K, W, H, light=light, background=background)
+    rgb = out.rgb[0].astype(np.float32)
+    if cfg.rgb_noise > 0:
+        rgb += rng.normal(0.0, cfg.rgb_noise, rgb.shape).astype(np.float32)
+    rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    depth = out.depth[0].astype(np.float64)
+    valid = depth > 0
+    if cfg.depth_noise_m > 0:
+        depth = depth + valid * rng.normal(0.0, cfg.depth_noise_m, depth.shape)
+    raw = np.round(depth * _MM / cfg.depth_scale)
+    raw[~valid | (raw <= 0) | (raw > 65535)] = 0  # out of the uint16 range: no measurement
+    depth_png = raw.astype(np.uint16)
+    depth_saved_mm = depth_png.astype(np.float64) * cfg.depth_scale
+
+    targets = [it for it in items if it.obj_id > 0]
+    masks, visibs, infos = [], [], []
+    for it in targets:
+        alone = renderer.render(it.key, it.T, K, W, H)
+        mask = alone.mask[0]
+        px_all, bbox = None, None
+        if not _silhouette_inside(models[it.obj_id], it.T, K, W, H):
+            K3 = K.copy()
+            K3[0, 2] += W
+            K3[1, 2] += H
+            big = renderer.render(it.key, it.T, K3, 3 * W, 3 * H).mask[0]
+            px_all = int(big.sum())
+            ys, xs = big.nonzero()
+            bbox = calc_2d_bbox(xs - W, ys - H)
+        depth_gt_mm = alone.depth[0].astype(np.float64) * _MM
+        info, visib = gt_info_bop(depth_gt_mm, depth_saved_mm, K, cfg.visib_delta_mm, px_all, bbox)
+        masks.append(mask)
+        visibs.append(visib)
+        infos.append(info)
+    return {"rgb": rgb, "depth_png": depth_png, "masks": masks, "masks_visib": visibs,
+            "infos": infos, "targets": targets}
+
+
+# ==============================================================================================
+# the generator
+# ==============================================================================================
+def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene: int = 10,
+                     seed: int = 0, width: int = 640, height: int = 480, K=None,
+                     objects_per_image=(1, 3), distractors=(0, 2), occlusion: str = "mild",
+                     depth_noise_m: float = 0.001, device: str = "cpu", progress: bool = True,
+                     **options) -> SynthSummary:
+    """Render a synthetic BOP-format dataset with exact ground truth (layout: module docstring).
+
+    Args:
+        out_dir: dataset root (created; existing files of the same names are overwritten).
+        objects: targets: a dict {obj_id: ObjectModel | built-in name}, a list of names /
+            ObjectModels (ids 1, 2, ...), a comma-separated string of names, or None (all
+            built-in objects: textured_box=1, can=2, mug=3, industrial_part=4).
+        n_scenes, images_per_scene: dataset size.
+        seed: master seed; the same seed (and arguments) gives byte-identical files.
+        width, height: image size [px]; K: (3, 3) intrinsics [px] (default
+            :func:`default_intrinsics`).
+        objects_per_image: (min, max) target instances per image.
+        distractors: (min, max) free distractors per image.
+        occlusion: "none" | "mild" (default: ~30 % of targets get an occluder, every target keeps
+            visib_fract >= 0.5) | "heavy".
+        depth_noise_m: std of the Gaussian depth noise [m].
+        device: renderer device ("cpu" = llvmpipe, "cuda[:i]").
+        progress: show a tqdm progress bar.
+        **options: any other :class:`SynthConfig` field (distance_m, background, depth_scale,
+            visib_threshold, object_seed, ...).
+    Returns:
+        :class:`SynthSummary`.
+    Raises:
+        InputError naming a bad argument.
+    """
+    from tqdm import tqdm
+
+    from coop_ros.bop.procedural import PROCEDURAL, make_object, random_primitive
+    from coop_ros.render.renderer import Light, Renderer
+
+    unknown = set(options) - set(SynthConfig.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"generate_dataset: unknown option(s) {sorted(unknown)}; known: "
+                         f"{sorted(SynthConfig.__dataclass_fields__)}")
+    cfg = SynthConfig(n_scenes=n_scenes, images_per_scene=images_per_scene, seed=seed,
+                      width=width, height=height,
+                      K=None if K is None else np.asarray(K, dtype=np.float64).tolist(),
+                      objects_per_image=objects_per_image, distractors=distractors,
+                      occlusion=occlusion, depth_noise_m=depth_noise_m, **options).validated()
+    K = np.asarray(cfg.K, dtype=np.float64)
+    W, H = cfg.width, cfg.height
+    objs, sources = _resolve_objects(objects, cfg.object_seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = _write_models(out_dir / "models", objs)
+
+    # distractor pool: random primitives + the built-in objects that are not targets
+    pool_rng = np.random.default_rng([cfg.seed, 1])
+    pool_objs = {f"__dis_{k:03d}__": random_primitive(pool_rng, name=f"primitive_{k}")
+                 for k in range(cfg.n_distractor_primitives)}
+    target_names = {s.split(":", 1)[1] for s in sources.values() if s.startswith("procedural:")}
+    for name in PROCEDURAL:
+        if name not in target_names:
+            pool_objs[f"__dis_{name}__"] = make_object(name, seed=cfg.object_seed + 1000)
+
+    min_visib = OCCLUSION_LEVELS[cfg.occlusion][1]
+    targets_rows: dict[tuple[int, int, int], int] = {}
+    all_fract: list[float] = []
+    n_images = 0
+    bar = tqdm(total=cfg.n_scenes * cfg.images_per_scene, desc="synth", unit="img",
+               disable=not progress)
+    renderer = Renderer(W, H, device=device)
+    try:
+        for obj_id, obj in models.items():
+            renderer.add_object(f"obj_{obj_id:06d}", obj)
+        for key, obj in pool_objs.items():
+            renderer.add_object(key, obj)
+        target_spheres = {i: _sphere(o) for i, o in models.items()}
+        pool_spheres = {k: _sphere(o) for k, o in pool_objs.items()}
+        split_dir = out_dir / cfg.split
+        for scene_id in range(cfg.n_scenes):
+            sdir = split_dir / f"{scene_id:06d}"
+            cams, gts, infos = {}, {}, {}
+            for im_id in range(cfg.images_per_scene):
+                rng = np.random.default_rng([cfg.seed, 2, scene_id, im_id])
+                best, best_score = None, -1.0
+                for _ in range(cfg.max_attempts):
+                    items = _sample_layout(rng, cfg, K, target_spheres, pool_spheres)
+                    light = (Light.random(rng, ambient=(0.25, 0.6), diffuse=(0.3, 0.8),
+                                          max_angle_deg=50.0, color_jitter=0.1)
+                             if cfg.light_jitter else Light())
+                    res = _render_image(renderer, rng, cfg, K, items, models, light)
+                    score = min(i["visib_fract"] for i in res["infos"])
+                    if score > best_score:
+                        best, best_score = res, score
+                    if score >= min_visib:
+                        break
+                _write_png(sdir / "rgb" / f"{im_id:06d}.png", best["rgb"])
+                _write_png(sdir / "depth" / f"{im_id:06d}.png", best["depth_png"])
+                for g, (m, mv) in enumerate(zip(best["masks"], best["masks_visib"])):
+                    _write_png(sdir / "mask" / f"{im_id:06d}_{g:06d}.png", m.astype(np.uint8) * 255)
+                    _write_png(sdir / "mask_visib" / f"{im_id:06d}_{g:06d}.png",
+                               mv.astype(np.uint8) * 255)
+                cams[str(im_id)] = {"cam_K": [float(x) for x in K.reshape(-1)],
+                                    "depth_scale": cfg.depth_scale}
+                gts[str(im_id)] = [{"cam_R_m2c": [float(x) for x in it.T[:3, :3].reshape(-1)],
+                                    "cam_t_m2c": [float(x) * _MM for x in it.T[:3, 3]],
+                                    "obj_id": int(it.obj_id)} for it in best["targets"]]
+                infos[str(im_id)] = best["infos"]
+                for it, info in zip(best["targets"], best["infos"]):
+                    all_fract.append(info["visib_fract"])
+                    if info["visib_fract"] >= cfg.visib_threshold:
+                        k = (scene_id, im_id, it.obj_id)
+                        targets_rows[k] = targets_rows.get(k, 0) + 1
+                n_images += 1
+                bar.update(1)
+            _write_json(sdir / "scene_camera.json", cams)
+            _write_json(sdir / "scene_gt.json", gts)
+            _write_json(sdir / "scene_gt_info.json", infos)
+    finally:
+        bar.close()
+        renderer.release()
+
+    rows = [{"scene_id": s, "im_id": i, "obj_id": o, "inst_count": n}
+            for (s, i, o), n in sorted(targets_rows.items())]
+    _write_json(out_dir / "test_targets_bop19.json", rows)
+    meta = {"generator": "coop_ros.bop.synth", "format_version": _FORMAT_VERSION,
+            "config": asdict(cfg), "objects": {str(k): v for k, v in sources.items()},
+            "distractor_pool": sorted(o.name for o in pool_objs.values()),
+            "min_visib_fract_targets": min_visib,
+            "bop_gt": {"visib_mode": "bop19", "delta_mm": cfg.visib_delta_mm,
+                       "bbox": "calc_2d_bbox, w = x_max - x_min, bbox_obj not clipped"}}
+    _write_json(out_dir / "dataset.json", meta)
+    return SynthSummary(out_dir=out_dir, obj_ids={k: models[k].name for k in models},
+                        n_images=n_images, n_instances=len(all_fract),
+                        n_targets=sum(r["inst_count"] for r in rows),
+                        visib_fract=np.asarray(all_fract, dtype=np.float64))
+
+
+# ==============================================================================================
+# CLI
+# ==============================================================================================
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``coop-ros synth``."""
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--objects", default=None,
+                   help="comma-separated built-in objects (textured_box,can,mug,industrial_part);"
+                        " default: all of them unless --mesh is given")
+    p.add_argument("--mesh", action="append", default=[],
+                   help="a target mesh file (.ply/.obj); repeat for several; ids follow the "
+                        "built-in objects")
+    p.add_argument("--units", default="mm", choices=("mm", "m"), help="units of --mesh files")
+    p.add_argument("--models-info", default=None,
+                   help="BOP models_info.json giving the symmetries of --mesh files "
+                        "(matched by the number at the end of the file name)")
+    p.add_argument("--scenes", type=int, default=1, help="number of scene folders")
+    p.add_argument("--images", type=int, default=10, help="images per scene")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--object-seed", type=int, default=0, help="seed of built-in objects' textures")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--objects-per-image", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"))
+    p.add_argument("--distractors", type=int, nargs=2, default=(0, 2), metavar=("MIN", "MAX"))
+    p.add_argument("--occlusion", default="mild", choices=sorted(OCCLUSION_LEVELS))
+    p.add_argument("--depth-noise", type=float, default=0.001, help="depth noise std [m]")
+    p.add_argument("--background", default="plane", choices=("plane", "image"))
+    p.add_argument("--device", default="cpu", help="renderer device: cpu | cuda | cuda:<i>")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``coop-ros synth``."""
+    from coop_ros.objects import load_models_info
+
+    objects: list = []
+    if args.objects:
+        objects += [s.strip() for s in args.objects.split(",") if s.strip()]
+    info = load_models_info(args.models_info) if args.models_info else None
+    for m in args.mesh:
+        objects.append(ObjectModel.load(m, units=args.units, models_info=_info_for(info, m)))
+    if not objects:
+        objects = None
+    s = generate_dataset(args.out, objects, n_scenes=args.scenes, images_per_scene=args.images,
+                         seed=args.seed, width=args.width, height=args.height,
+                         objects_per_image=tuple(args.objects_per_image),
+                         distractors=tuple(args.distractors), occlusion=args.occlusion,
+                         depth_noise_m=args.depth_noise, device=args.device,
+                         progress=not args.quiet, background=args.background,
+                         object_seed=args.object_seed)
+    vf = s.visib_fract
+    print(f"wrote {s.out_dir}: {s.n_images} images, {s.n_instances} instances "
+          f"(visib_fract mean {vf.mean():.3f}, min {vf.min():.3f}), {s.n_targets} targets; "
+          f"objects {s.obj_ids}")
+    return 0
+
+
+def _info_for(info: dict | None, mesh_path: str) -> dict | None:
+    if not info:
+        return None
+    import re
+
+    m = re.search(r"(\d+)$", Path(mesh_path).stem)
+    return info.get(int(m.group(1))) if m else None
