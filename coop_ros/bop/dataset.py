@@ -1,0 +1,539 @@
+"""Reader of BOP-format datasets and of BOP pose-results CSV files.
+
+Units: everything returned here is in **metres** (poses, depth); the BOP files are in
+millimetres and are converted exactly once, in this module. Poses are (4, 4) float64
+``T_cam_obj`` (BOP ``cam_R_m2c`` / ``cam_t_m2c``), OpenCV camera axes. Images are
+``(H, W, 3) uint8`` RGB.
+
+Two layouts are read:
+
+* ``"bop"`` -- the standard BOP layout (bop_toolkit ``docs/bop_datasets_format.md``)::
+
+      ROOT/models/obj_000001.ply, models_info.json
+      ROOT/test_targets_bop19.json                  (optional; else every GT instance is a target)
+      ROOT/<split>/000048/scene_camera.json, scene_gt.json, scene_gt_info.json,
+                          rgb/000001.png|jpg|tif, depth/000001.png|tif,
+                          mask/000001_000000.png, mask_visib/000001_000000.png
+
+  ``scene_gt_info.json``, depth and masks are optional (RGB-only datasets).
+* ``"flat"`` -- a one-frame folder holding the per-scene json files directly next to ``rgb.png``
+  (and optionally ``depth.png``), the meshes ``obj_XXXXXX.ply`` and ``test_targets*.json``
+  (e.g. ``../shared/real/ycbv_s48_im1_masterchefcan``). The scene id is taken from the targets
+  file (0 when there is none) and the image id from the single key of ``scene_camera.json``.
+
+Results files follow the BOP19 CSV format: ``scene_id,im_id,obj_id,score,R,t,time`` with R the
+9 entries of the rotation, row-major, space separated, t in **millimetres**, time in seconds
+(-1 when unknown), see :func:`write_results_csv` / :func:`read_results_csv`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import cv2
+import numpy as np
+
+from coop_ros.errors import InputError
+from coop_ros.geometry.camera import check_intrinsics
+from coop_ros.geometry.se3 import check_pose, make_pose
+
+__all__ = [
+    "Target", "GtPose", "GtInfo", "BopFrame", "BopDataset", "Estimate",
+    "write_results_csv", "read_results_csv", "RESULTS_HEADER",
+]
+
+RGB_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+DEPTH_EXTS = (".png", ".tif", ".tiff")
+RESULTS_HEADER = "scene_id,im_id,obj_id,score,R,t,time"
+_MM = 1000.0  # millimetres per metre
+
+
+# --------------------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class Target:
+    """One BOP estimation target: ``inst_count`` instances of object ``obj_id`` in one image."""
+    scene_id: int
+    im_id: int
+    obj_id: int
+    inst_count: int = 1
+
+
+class GtPose(NamedTuple):
+    """A ground-truth instance: object id and (4, 4) float64 ``T_cam_obj`` in metres.
+
+    A NamedTuple, so ``obj_id, T = frame.gt[i]`` works."""
+    obj_id: int
+    T_cam_obj: np.ndarray
+
+
+@dataclass(frozen=True)
+class GtInfo:
+    """``scene_gt_info.json`` entry of one GT instance (pixels; -1 where the file lacks it).
+
+    bbox_obj / bbox_visib: (4,) int64 BOP boxes ``(x, y, w, h)`` of the full / visible silhouette.
+    visib_fract: visible fraction of the silhouette in [0, 1] (-1 if unknown).
+    px_count_all / px_count_valid / px_count_visib: silhouette pixels / with valid depth / visible.
+    """
+    bbox_obj: np.ndarray
+    bbox_visib: np.ndarray
+    visib_fract: float
+    px_count_all: int
+    px_count_valid: int
+    px_count_visib: int
+
+
+@dataclass
+class Estimate:
+    """One pose estimate (a row of a BOP results file), metres.
+
+    T_cam_obj: (4, 4) float64 pose, translation in metres. score: confidence (higher = better).
+    time_s: wall time in seconds spent on the whole image (BOP semantics), -1 if unknown.
+    """
+    scene_id: int
+    im_id: int
+    obj_id: int
+    score: float
+    T_cam_obj: np.ndarray
+    time_s: float = -1.0
+
+
+@dataclass
+class BopFrame:
+    """One image of a BOP dataset with its ground truth.
+
+    rgb: (H, W, 3) uint8 RGB. depth: (H, W) float32 metres (0 = no measurement) or None.
+    K: (3, 3) float64 pixels. gt: list of :class:`GtPose` (metres), in ``scene_gt.json`` order.
+    gt_info: list of :class:`GtInfo` (same order), empty when scene_gt_info.json is absent.
+    mask_paths / mask_visib_paths: per GT instance, the mask file or None when absent.
+    depth_scale: millimetres per raw depth unit, as in scene_camera.json.
+    """
+    scene_id: int
+    im_id: int
+    rgb: np.ndarray
+    depth: np.ndarray | None
+    K: np.ndarray
+    gt: list[GtPose]
+    gt_info: list[GtInfo]
+    mask_paths: list[Path | None]
+    mask_visib_paths: list[Path | None]
+    rgb_path: Path
+    depth_path: Path | None
+    depth_scale: float = 1.0
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def gt_indices(self, obj_id: int) -> list[int]:
+        """Indices into ``gt`` of the instances of ``obj_id``."""
+        return [i for i, g in enumerate(self.gt) if g.obj_id == obj_id]
+
+    def _mask(self, paths: list[Path | None], gt_idx: int, kind: str) -> np.ndarray:
+        if not 0 <= gt_idx < len(self.gt):
+            raise InputError(f"gt_idx {gt_idx} out of range: frame ({self.scene_id}, {self.im_id}) "
+                             f"has {len(self.gt)} GT instances")
+        path = paths[gt_idx] if gt_idx < len(paths) else None
+        if path is None:
+            raise InputError(f"no {kind} file for GT instance {gt_idx} of scene {self.scene_id} "
+                             f"image {self.im_id}")
+        m = _read_image(path, cv2.IMREAD_UNCHANGED)
+        if m.ndim == 3:
+            m = m[..., 0]
+        if m.shape != (self.height, self.width):
+            raise InputError(f"{path}: mask shape {m.shape} differs from the image "
+                             f"({self.height}, {self.width})")
+        return m > 0
+
+    def mask(self, gt_idx: int) -> np.ndarray:
+        """(H, W) bool full silhouette of GT instance ``gt_idx`` (``mask/``)."""
+        return self._mask(self.mask_paths, gt_idx, "mask")
+
+    def mask_visib(self, gt_idx: int) -> np.ndarray:
+        """(H, W) bool visible silhouette of GT instance ``gt_idx`` (``mask_visib/``)."""
+        return self._mask(self.mask_visib_paths, gt_idx, "mask_visib")
+
+
+# --------------------------------------------------------------------------- file helpers
+
+def _load_json(path: Path):
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+
+
+def _read_image(path: Path, flags: int) -> np.ndarray:
+    if not Path(path).is_file():
+        raise InputError(f"missing file: {path}")
+    im = cv2.imread(str(path), flags)
+    if im is None:
+        raise InputError(f"{path}: cannot be decoded as an image")
+    return im
+
+
+def _find_with_ext(stem: Path, exts: tuple[str, ...]) -> Path | None:
+    for e in exts:
+        p = stem.with_name(stem.name + e)
+        if p.is_file():
+            return p
+    return None
+
+
+def _int_keys(d: dict, path: Path) -> dict[int, object]:
+    try:
+        return {int(k): v for k, v in d.items()}
+    except (ValueError, AttributeError):
+        raise InputError(f"{path}: expected an object keyed by integer image ids") from None
+
+
+def _pose_from_bop(entry: dict, where: str) -> np.ndarray:
+    try:
+        R = np.asarray(entry["cam_R_m2c"], dtype=np.float64).reshape(3, 3)
+        t = np.asarray(entry["cam_t_m2c"], dtype=np.float64).reshape(3) / _MM
+    except KeyError as e:
+        raise InputError(f"{where}: missing key {e}") from None
+    except ValueError:
+        raise InputError(f"{where}: cam_R_m2c must have 9 and cam_t_m2c 3 numbers") from None
+    return check_pose(make_pose(R, t), where)
+
+
+def _gt_info_from_bop(entry: dict) -> GtInfo:
+    def box(k):
+        return np.asarray(entry.get(k, [-1, -1, -1, -1]), dtype=np.int64).reshape(4)
+    return GtInfo(bbox_obj=box("bbox_obj"), bbox_visib=box("bbox_visib"),
+                  visib_fract=float(entry.get("visib_fract", -1.0)),
+                  px_count_all=int(entry.get("px_count_all", -1)),
+                  px_count_valid=int(entry.get("px_count_valid", -1)),
+                  px_count_visib=int(entry.get("px_count_visib", -1)))
+
+
+def _parse_targets(raw, path: Path) -> list[Target]:
+    if not isinstance(raw, list):
+        raise InputError(f"{path}: expected a list of targets")
+    out = []
+    for i, t in enumerate(raw):
+        try:
+            out.append(Target(int(t["scene_id"]), int(t["im_id"]), int(t["obj_id"]),
+                              int(t.get("inst_count", 1))))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}: target {i} needs integer scene_id, im_id, obj_id "
+                             f"(and inst_count), got {t!r}") from None
+    return out
+
+
+# --------------------------------------------------------------------------- dataset
+
+class BopDataset:
+    """A BOP dataset split (or a flat one-frame folder), read lazily.
+
+    Args:
+        root: dataset folder (holding ``models/`` and ``<split>/``), or a flat one-frame folder
+            (detected by ``scene_camera.json`` directly inside it).
+        split: split folder name (``test``, ``test_primesense``, ``val``...). Ignored for flat.
+        models_dir: folder with ``obj_XXXXXX.ply`` and ``models_info.json``; default
+            ``root/models`` (flat: ``root``).
+        targets_filename: targets file looked up in ``root`` (flat: any ``test_targets*.json``).
+
+    Raises:
+        InputError naming the path when the root or the split folder is missing.
+    """
+
+    def __init__(self, root, split: str = "test", models_dir=None,
+                 targets_filename: str = "test_targets_bop19.json"):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"missing dataset folder: {self.root}")
+        self.split = split
+        self.targets_filename = targets_filename
+        self._objects: dict = {}
+        self._models_info: dict[int, dict] | None = None
+        self._scene_cache: dict[int, tuple[dict, dict, dict | None]] = {}
+        if (self.root / "scene_camera.json").is_file() and not (self.root / split).is_dir():
+            self.layout = "flat"
+            self.split_dir = self.root
+            self.models_dir = Path(models_dir) if models_dir is not None else self.root
+            cams = _int_keys(_load_json(self.root / "scene_camera.json"),
+                             self.root / "scene_camera.json")
+            if len(cams) != 1:
+                raise InputError(f"{self.root / 'scene_camera.json'}: a flat one-frame folder "
+                                 f"must hold exactly one image, found {len(cams)}")
+            flat_targets = self._flat_targets_path()
+            scene_id = 0
+            if flat_targets is not None:
+                ts = _parse_targets(_load_json(flat_targets), flat_targets)
+                if ts:
+                    scene_id = ts[0].scene_id
+            self._scenes = {scene_id: self.root}
+        else:
+            self.layout = "bop"
+            self.split_dir = self.root / split
+            if not self.split_dir.is_dir():
+                raise InputError(f"missing split folder: {self.split_dir}")
+            self.models_dir = Path(models_dir) if models_dir is not None else self.root / "models"
+            self._scenes = {int(p.name): p for p in sorted(self.split_dir.iterdir())
+                            if p.is_dir() and p.name.isdigit()}
+            if not self._scenes:
+                raise InputError(f"no scene folders (000000, 000001, ...) in {self.split_dir}")
+
+    # ---- listing
+    def _flat_targets_path(self) -> Path | None:
+        p = self.root / self.targets_filename
+        if p.is_file():
+            return p
+        cands = sorted(self.root.glob("test_targets*.json"))
+        return cands[0] if cands else None
+
+    @property
+    def scene_ids(self) -> list[int]:
+        return sorted(self._scenes)
+
+    def _scene(self, scene_id: int) -> tuple[dict, dict, dict | None]:
+        if scene_id not in self._scenes:
+            raise InputError(f"scene {scene_id} not in {self.split_dir} "
+                             f"(scenes: {self.scene_ids[:10]}...)")
+        if scene_id not in self._scene_cache:
+            d = self._scenes[scene_id]
+            cam = _int_keys(_load_json(d / "scene_camera.json"), d / "scene_camera.json")
+            gt_path = d / "scene_gt.json"
+            gt = _int_keys(_load_json(gt_path), gt_path) if gt_path.is_file() else {}
+            info_path = d / "scene_gt_info.json"
+            info = _int_keys(_load_json(info_path), info_path) if info_path.is_file() else None
+            self._scene_cache[scene_id] = (cam, gt, info)
+        return self._scene_cache[scene_id]
+
+    def image_ids(self, scene_id: int) -> list[int]:
+        """Sorted image ids of a scene (keys of its scene_camera.json)."""
+        return sorted(self._scene(scene_id)[0])
+
+    def images(self) -> list[tuple[int, int]]:
+        """All ``(scene_id, im_id)`` pairs, sorted."""
+        return [(s, i) for s in self.scene_ids for i in self.image_ids(s)]
+
+    def targets(self) -> list[Target]:
+        """Estimation targets, sorted by (scene, image, object).
+
+        From ``test_targets_bop19.json`` when present (flat layout: ``test_targets*.json``),
+        else one target per (scene, image, object) present in scene_gt.json with
+        ``inst_count`` = its number of GT instances.
+
+        Raises:
+            InputError when a target names a scene or image that is not in the dataset.
+        """
+        path = self._flat_targets_path() if self.layout == "flat" else \
+            self.root / self.targets_filename
+        if path is not None and path.is_file():
+            ts = _parse_targets(_load_json(path), path)
+            for t in ts:
+                if t.im_id not in self._scene(t.scene_id)[0]:
+                    raise InputError(f"{path}: target {t} names image {t.im_id}, which is not in "
+                                     f"scene {t.scene_id} of {self.split_dir}")
+        else:
+            ts = []
+            for s in self.scene_ids:
+                gt = self._scene(s)[1]
+                for im in self.image_ids(s):
+                    counts: dict[int, int] = {}
+                    for g in gt.get(im, []):
+                        counts[int(g["obj_id"])] = counts.get(int(g["obj_id"]), 0) + 1
+                    ts += [Target(s, im, o, n) for o, n in sorted(counts.items())]
+        return sorted(ts, key=lambda t: (t.scene_id, t.im_id, t.obj_id))
+
+    # ---- frames
+    def _image_path(self, scene_id: int, im_id: int, kind: str, exts) -> Path | None:
+        d = self._scenes[scene_id]
+        if self.layout == "flat":
+            return _find_with_ext(d / kind, exts)
+        return _find_with_ext(d / kind / f"{im_id:06d}", exts)
+
+    def frame(self, scene_id: int, im_id: int) -> BopFrame:
+        """Load one image with its GT (see :class:`BopFrame`; depth in metres).
+
+        Raises:
+            InputError naming the missing / bad file (rgb image, json entry, depth).
+        """
+        cam_all, gt_all, info_all = self._scene(scene_id)
+        d = self._scenes[scene_id]
+        if im_id not in cam_all:
+            raise InputError(f"image {im_id} not in {d / 'scene_camera.json'}")
+        cam = cam_all[im_id]
+        where = f"{d / 'scene_camera.json'}[{im_id}]"
+        if "cam_K" not in cam:
+            raise InputError(f"{where}: missing cam_K")
+        K = check_intrinsics(np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), name=where)
+        depth_scale = float(cam.get("depth_scale", 1.0))
+
+        rgb_path = self._image_path(scene_id, im_id, "rgb", RGB_EXTS)
+        if rgb_path is None:
+            rgb_path = self._image_path(scene_id, im_id, "gray", RGB_EXTS)
+        if rgb_path is None:
+            stem = d / "rgb" if self.layout == "flat" else d / "rgb" / f"{im_id:06d}"
+            raise InputError(f"missing file: {stem}.png (also tried {', '.join(RGB_EXTS[1:])})")
+        im = _read_image(rgb_path, cv2.IMREAD_UNCHANGED)
+        if im.dtype == np.uint16:  # 16-bit rgb (some tif): scale to 8 bit
+            im = (im / 257.0).round().astype(np.uint8)
+        if im.dtype != np.uint8:
+            raise InputError(f"{rgb_path}: expected an 8-bit image, got {im.dtype}")
+        if im.ndim == 2:
+            rgb = np.repeat(im[..., None], 3, axis=2)
+        elif im.shape[2] == 4:
+            rgb = cv2.cvtColor(im, cv2.COLOR_BGRA2RGB)
+        else:
+            rgb = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+        H, W = rgb.shape[:2]
+
+        depth_path = self._image_path(scene_id, im_id, "depth", DEPTH_EXTS)
+        depth = None
+        if depth_path is not None:
+            raw = _read_image(depth_path, cv2.IMREAD_UNCHANGED)
+            if raw.ndim != 2:
+                raise InputError(f"{depth_path}: depth must be single-channel, got {raw.shape}")
+            if raw.shape != (H, W):
+                raise InputError(f"{depth_path}: depth shape {raw.shape} differs from rgb {(H, W)}")
+            depth = (raw.astype(np.float64) * (depth_scale / _MM)).astype(np.float32)
+            depth[~np.isfinite(depth)] = 0.0
+
+        gt_where = f"{d / 'scene_gt.json'}[{im_id}]"
+        gt = []
+        for i, g in enumerate(gt_all.get(im_id, [])):
+            if "obj_id" not in g:
+                raise InputError(f"{gt_where}[{i}]: missing obj_id")
+            gt.append(GtPose(int(g["obj_id"]), _pose_from_bop(g, f"{gt_where}[{i}]")))
+        gt_info = []
+        if info_all is not None and im_id in info_all:
+            gt_info = [_gt_info_from_bop(e) for e in info_all[im_id]]
+            if len(gt_info) != len(gt):
+                raise InputError(f"{d / 'scene_gt_info.json'}[{im_id}] has {len(gt_info)} entries "
+                                 f"but scene_gt.json has {len(gt)}")
+
+        def masks(kind: str) -> list[Path | None]:
+            out: list[Path | None] = []
+            for i, g in enumerate(gt):
+                if self.layout == "flat":
+                    cands = [d / f"{kind}_{i:06d}.png", d / "derived" / f"{kind}_{i:06d}.png"]
+                else:
+                    cands = [d / kind / f"{im_id:06d}_{i:06d}.png"]
+                out.append(next((c for c in cands if c.is_file()), None))
+            return out
+
+        return BopFrame(scene_id=scene_id, im_id=im_id, rgb=rgb, depth=depth, K=K, gt=gt,
+                        gt_info=gt_info, mask_paths=masks("mask"),
+                        mask_visib_paths=masks("mask_visib"), rgb_path=rgb_path,
+                        depth_path=depth_path, depth_scale=depth_scale)
+
+    # ---- objects
+    def models_info(self) -> dict[int, dict]:
+        """``models_info.json`` of the models folder (mm, int keys); {} when the file is absent."""
+        if self._models_info is None:
+            path = self.models_dir / "models_info.json"
+            if path.is_file():
+                from coop_ros.objects import load_models_info
+                self._models_info = load_models_info(path)
+            else:
+                self._models_info = {}
+        return self._models_info
+
+    def model_path(self, obj_id: int) -> Path:
+        """Path of the mesh of ``obj_id`` (``obj_XXXXXX.ply``, or ``.obj`` when there is no ply)."""
+        stem = self.models_dir / f"obj_{obj_id:06d}"
+        p = _find_with_ext(stem, (".ply", ".obj"))
+        if p is None:
+            raise InputError(f"missing file: {stem}.ply (model of object {obj_id})")
+        return p
+
+    def object(self, obj_id: int):
+        """The :class:`coop_ros.objects.ObjectModel` of ``obj_id`` (metres), cached.
+
+        The models_info.json entry (diameter, symmetries, in mm) is passed to the loader."""
+        if obj_id not in self._objects:
+            from coop_ros.objects import ObjectModel
+            info = self.models_info().get(int(obj_id))
+            self._objects[obj_id] = ObjectModel.load(self.model_path(obj_id), units="mm",
+                                                     name=f"obj_{obj_id:06d}", models_info=info)
+        return self._objects[obj_id]
+
+    def diameter(self, obj_id: int) -> float:
+        """Object diameter in metres: models_info.json's (the BOP definition) when present,
+        else the mesh's."""
+        info = self.models_info().get(int(obj_id))
+        if info is not None and "diameter" in info:
+            return float(info["diameter"]) / _MM
+        return float(self.object(obj_id).diameter)
+
+    def __repr__(self) -> str:
+        return (f"BopDataset({str(self.root)!r}, split={self.split!r}, layout={self.layout!r}, "
+                f"scenes={len(self._scenes)})")
+
+
+# --------------------------------------------------------------------------- results CSV
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def write_results_csv(path, rows: Iterable[Estimate]) -> Path:
+    """Write estimates as a BOP19 results CSV (``scene_id,im_id,obj_id,score,R,t,time``).
+
+    R: 9 numbers, row-major, space separated. t: 3 numbers in **millimetres** (converted from
+    the metres of ``Estimate.T_cam_obj``). time: seconds (-1 if unknown). Floats are written with
+    Python's shortest round-trip repr, so reading back is exact up to the mm <-> m scaling.
+    Returns the path. Raises InputError for a non-rigid pose (names the row).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [RESULTS_HEADER]
+    for i, e in enumerate(rows):
+        T = check_pose(e.T_cam_obj, f"results row {i} T_cam_obj")
+        R = " ".join(_fmt(v) for v in T[:3, :3].reshape(-1))
+        t = " ".join(_fmt(v * _MM) for v in T[:3, 3])
+        lines.append(f"{int(e.scene_id)},{int(e.im_id)},{int(e.obj_id)},{_fmt(e.score)},"
+                     f"{R},{t},{_fmt(e.time_s)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_results_csv(path) -> list[Estimate]:
+    """Read a BOP19 results CSV into :class:`Estimate` records (t converted mm -> metres).
+
+    The header line is optional. R is kept as written (not re-orthonormalised) and must be
+    within 1e-4 of a rotation with det +1; otherwise InputError names the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("scene_id"):
+            continue
+        parts = line.split(",")
+        if len(parts) != 7:
+            raise InputError(f"{path}:{n}: expected 7 comma-separated fields "
+                             f"({RESULTS_HEADER}), got {len(parts)}")
+        try:
+            scene_id, im_id, obj_id = int(parts[0]), int(parts[1]), int(parts[2])
+            score = float(parts[3])
+            R = np.array([float(v) for v in parts[4].split()], dtype=np.float64)
+            t = np.array([float(v) for v in parts[5].split()], dtype=np.float64)
+            time_s = float(parts[6])
+        except ValueError:
+            raise InputError(f"{path}:{n}: non-numeric field in {line!r}") from None
+        if R.size != 9 or t.size != 3:
+            raise InputError(f"{path}:{n}: R needs 9 and t 3 numbers, got {R.size} and {t.size}")
+        R = R.reshape(3, 3)
+        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t)) and math.isfinite(score)):
+            raise InputError(f"{path}:{n}: non-finite value")
+        if np.abs(R @ R.T - np.eye(3)).max() > 1e-4 or np.linalg.det(R) < 0:
+            raise InputError(f"{path}:{n}: R is not a rotation matrix")
+        out.append(Estimate(scene_id, im_id, obj_id, score, make_pose(R, t / _MM), time_s))
+    return out
