@@ -33,7 +33,7 @@ fi
 # ---- stamp: skip everything below when its inputs are unchanged ---------------------------------
 stamp_inputs() {
   cat scripts/setup.sh requirements/*.txt CMakeLists.txt package.xml setup.py msg/*.msg
-  find scripts/ros_interfaces -type f | sort | xargs -r cat
+  if [ -d scripts/ros_interfaces ]; then find scripts/ros_interfaces -type f | sort | xargs -r cat; fi
 }
 STAMP="$VENV/.coop_ros_setup"
 want="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
