@@ -1,0 +1,148 @@
+"""``coop-ros estimate``: the pose of one object in one image, printed as JSON, plus an overlay.
+
+    coop-ros estimate --rgb rgb.png [--depth depth.png --depth-scale 0.1] --camera camera.json \
+        --mesh obj_000001.ply --units mm --box 303,150,110,172 [--mode rgbd] [--hypotheses 5] \
+        [--out overlay.png]
+
+camera.json: BOP ``{"cam_K": [9 numbers], "depth_scale": s, ...}``, a BOP ``scene_camera.json``
+(the first / only image entry is used), or ``{"fx", "fy", "cx", "cy", "width", "height"}``.
+The depth scale converts raw depth to millimetres (BOP convention: depth_mm = raw x scale);
+``--depth-scale`` overrides the camera file's value.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from coop_ros.errors import InputError
+
+__all__ = ["configure_parser", "run", "read_camera", "draw_overlay"]
+
+
+def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
+    """(K (3, 3), depth scale [mm per raw unit] or None, (W, H) or None) from a camera JSON."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"camera file {path}: {e}") from None
+    if isinstance(data, dict) and "cam_K" not in data and "fx" not in data and data:
+        first = next(iter(data.values()))  # scene_camera.json: {"<im_id>": {...}}
+        if isinstance(first, dict) and "cam_K" in first:
+            data = first
+    if not isinstance(data, dict):
+        raise InputError(f"camera file {path}: expected a JSON object")
+    if "cam_K" in data:
+        K = np.asarray(data["cam_K"], dtype=np.float64).reshape(3, 3)
+    elif all(k in data for k in ("fx", "fy", "cx", "cy")):
+        K = np.array([[data["fx"], 0, data["cx"]], [0, data["fy"], data["cy"]], [0, 0, 1.0]],
+                     dtype=np.float64)
+    else:
+        raise InputError(f"camera file {path}: needs 'cam_K' (BOP) or 'fx', 'fy', 'cx', 'cy'")
+    size = (int(data["width"]), int(data["height"])) if "width" in data and "height" in data \
+        else None
+    scale = float(data["depth_scale"]) if "depth_scale" in data else None
+    return K, scale, size
+
+
+def draw_overlay(rgb: np.ndarray, render_rgb: np.ndarray, mask: np.ndarray,
+                 color=(0, 255, 0), alpha: float = 0.45) -> np.ndarray:
+    """(H, W, 3) uint8: the image with the rendering tinted over the mask and the mask outline."""
+    out = rgb.astype(np.float32).copy()
+    tint = 0.5 * render_rgb.astype(np.float32) + 0.5 * np.array(color, np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * tint[mask]
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    cnts, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, cnts, -1, color, 2)
+    return out
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rgb", required=True, help="RGB image (png / jpg)")
+    p.add_argument("--depth", default=None, help="depth image (16-bit png, raw units)")
+    p.add_argument("--depth-scale", type=float, default=None,
+                   help="millimetres per raw depth unit (default: the camera file's, else 1)")
+    p.add_argument("--camera", required=True, help="camera JSON (BOP cam_K or fx/fy/cx/cy)")
+    p.add_argument("--mesh", required=True, help="object mesh (.ply / .obj)")
+    p.add_argument("--units", default="mm", choices=("mm", "m"), help="mesh units")
+    p.add_argument("--box", required=True, help="detection box x,y,w,h in pixels")
+    p.add_argument("--mask", default=None, help="optional detection mask image (non-zero = object)")
+    p.add_argument("--mode", choices=("rgb", "rgbd"), default=None,
+                   help="rgb or rgbd (default: rgbd when --depth is given)")
+    p.add_argument("--hypotheses", type=int, default=5, help="coarse hypotheses to refine")
+    p.add_argument("--coarse-only", action="store_true", help="no refinement")
+    p.add_argument("--backend", default="weight-free", help="backend (weight-free)")
+    p.add_argument("--template-cache", default=None, help="template cache folder")
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:i]")
+    p.add_argument("--out", default=None, help="write an overlay PNG here")
+
+
+def _read_image(path, flags) -> np.ndarray:
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise InputError(f"cannot read image {path}")
+    return img
+
+
+def run(args: argparse.Namespace) -> int:
+    from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
+
+    rgb = cv2.cvtColor(_read_image(args.rgb, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    K, cam_scale, size = read_camera(args.camera)
+    depth = None
+    if args.depth:
+        raw = _read_image(args.depth, cv2.IMREAD_UNCHANGED)
+        scale = args.depth_scale if args.depth_scale is not None else (cam_scale or 1.0)
+        depth = raw.astype(np.float32) * float(scale) / 1000.0
+    mode = args.mode or ("rgbd" if depth is not None else "rgb")
+    try:
+        box = [float(v) for v in args.box.split(",")]
+    except ValueError:
+        raise InputError(f"--box must be x,y,w,h numbers, got {args.box!r}") from None
+    mask = None
+    if args.mask:
+        mask = _read_image(args.mask, cv2.IMREAD_GRAYSCALE) > 0
+    cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
+                     device=args.device)
+    est = PoseEstimator(cfg)
+    est.add_object("object", args.mesh, units=args.units)
+    res = est.estimate(rgb, K, [Detection("object", box, mask)], depth=depth, mode=mode,
+                       num_hypotheses=args.hypotheses, coarse_only=args.coarse_only)[0]
+    d = {"status": res.status, "reason": res.reason, "mode": mode, "score": res.score,
+         "T_cam_obj": None if res.T_cam_obj is None else res.T_cam_obj.tolist(),
+         "covariance": None if res.covariance is None else res.covariance.tolist(),
+         "timings_s": res.timings,
+         "hypotheses": [{"T": h.T.tolist(), "T_coarse": h.T_coarse.tolist(), "score": h.score,
+                         "template": h.template_index, "status": h.status, "reason": h.reason}
+                        for h in res.hypotheses]}
+    print(json.dumps(PoseResultJSON.clean(d), indent=1))
+    if args.out and res.ok:
+        H, W = rgb.shape[:2]
+        out = est.renderer.render(est._objects["object"].key, res.T_cam_obj, K, width=W, height=H)
+        ov = draw_overlay(rgb, out.rgb[0], out.mask[0])
+        x, y, w, h = box
+        cv2.rectangle(ov, (int(x), int(y)), (int(x + w), int(y + h)), (255, 255, 0), 1)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.out), cv2.cvtColor(ov, cv2.COLOR_RGB2BGR))
+        print(f"overlay: {args.out}", file=sys.stderr)
+    est.release()
+    return 0 if res.ok else 1
+
+
+class PoseResultJSON:
+    @staticmethod
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: PoseResultJSON.clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [PoseResultJSON.clean(v) for v in x]
+        if isinstance(x, float) and not np.isfinite(x):
+            return None
+        if isinstance(x, (np.floating, np.integer)):
+            return x.item()
+        return x

@@ -1,0 +1,238 @@
+"""Coarse stage: query crop -> per-template patch matches -> top-N templates -> poses.
+
+RGB: each query patch centre (crop pixels, crop intrinsics ``A K``) and the 3D model point of its
+matched template pixel (the template's xyz map) give 2D-3D correspondences -> EPnP + RANSAC.
+RGB-D: the query depth at the patch centre lifts the query side to 3D too -> Kabsch inside
+MAGSAC++ (3D-3D); if that fails the RGB PnP is used with its translation moved onto the observed
+depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coop_ros.backends.base import NO_MATCH, CoarseMatches, ImageCrop, match_pixels, patch_centers
+from coop_ros.errors import EstimationError, InputError
+from coop_ros.geometry.pnp import solve_pnp_ransac
+from coop_ros.geometry.rigid import kabsch_magsac
+from coop_ros.geometry.se3 import rotation_angle_deg
+from coop_ros.pipeline.results import Reason
+
+__all__ = ["CoarseHypothesis", "correspondences", "coarse_hypotheses", "patch_depth"]
+
+
+@dataclass
+class CoarseHypothesis:
+    """A coarse pose: T (4, 4) [m], its template, the template score, correspondence counts."""
+
+    T: np.ndarray
+    template_index: int
+    template_score: float
+    num_correspondences: int
+    num_inliers: int
+
+
+def correspondences(matches: CoarseMatches, bank, t: int, size: int, min_conf: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2D-3D correspondences of template ``t``: query patch centres (M, 2) [crop px], model
+    points (M, 3) [m], confidences (M,). Patches whose matched template pixel is off the
+    template silhouette are dropped."""
+    q = patch_centers(size)
+    idx = matches.patch_index[t]
+    ok = (idx != NO_MATCH) & (matches.confidence[t] > min_conf)
+    uv = match_pixels(idx[ok], matches.offset[t][ok], size)
+    r = np.clip(np.rint(uv[:, 1]).astype(int), 0, size - 1)
+    c = np.clip(np.rint(uv[:, 0]).astype(int), 0, size - 1)
+    on = bank.mask[t][r, c]
+    X = bank.xyz[t][r, c].astype(np.float64)
+    return q[ok][on], X[on], matches.confidence[t][ok][on]
+
+
+def patch_depth(depth: np.ndarray, uv: np.ndarray, half: int = 3) -> np.ndarray:
+    """Median of the valid depth in a (2 half + 1)^2 window at each pixel uv (M, 2); 0 if none."""
+    S0, S1 = depth.shape
+    out = np.zeros(len(uv))
+    for i, (u, v) in enumerate(np.rint(uv).astype(int)):
+        w = depth[max(v - half, 0):v + half + 1, max(u - half, 0):u + half + 1]
+        w = w[w > 0]
+        if w.size:
+            out[i] = np.median(w)
+    return out
+
+
+def _backproject(K: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
+    x = (uv[:, 0] - K[0, 2]) / K[0, 0] * z
+    y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
+    return np.stack([x, y, z], axis=1)
+
+
+def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter: float,
+                        reproj_px: float, min_corr: int, seed: int, center_obj: np.ndarray
+                        ) -> tuple[np.ndarray, int, int]:
+    S = query.size
+    q2d, X, cf = correspondences(matches, bank, t, S)
+    if len(q2d) < min_corr:
+        raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: template {t} has {len(q2d)} "
+                              f"matched patches (< {min_corr})")
+    hi = cf >= 0.9
+    if hi.sum() >= max(min_corr, 12):
+        q2d, X, cf = q2d[hi], X[hi], cf[hi]
+    cv_seed(seed)
+    if mode == "rgbd":
+        z = patch_depth(np.asarray(query.depth, np.float64), q2d)
+        ok = z > 0
+        if ok.sum() >= min_corr:
+            dst = _backproject(query.K, q2d[ok], z[ok])
+            try:
+                r = kabsch_magsac(X[ok], dst, threshold_m=0.08 * diameter, min_inliers=min_corr)
+                return r.T, int(ok.sum()), r.num_inliers
+            except (EstimationError, InputError):
+                pass
+    # similarity pose (the template's view turned in-plane, at the distance its scale implies):
+    # robust when the correspondences are only as good as the nearest template view
+    sim = template_similarity(matches, bank, t, S)
+    T_sim = None if sim is None else similarity_pose(sim[0], bank, t, query.K, center_obj)
+    try:
+        r = solve_pnp_ransac(q2d, X, query.K, method="epnp", reproj_px=reproj_px,
+                             iterations=300, min_inliers=min(min_corr, 6))
+        T, n_inl = r.T, r.num_inliers
+        if T_sim is not None:
+            # EPnP on approximate correspondences can put the object far off in depth: keep it
+            # only when it agrees with the similarity pose
+            dz = abs(T[2, 3] - T_sim[2, 3]) / T_sim[2, 3]
+            if dz > 0.15 or rotation_angle_deg(T[:3, :3], T_sim[:3, :3]) > 30:
+                T = T_sim
+        inl_mask = r.inliers
+    except (InputError, EstimationError) as e:
+        if T_sim is None:
+            if isinstance(e, InputError):
+                raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {e}") from None
+            raise EstimationError(f"{Reason.PNP_FAILED}: template {t}: {e}") from None
+        T, n_inl, inl_mask = T_sim, sim[1], np.ones(len(q2d), bool)
+    if mode == "rgbd" and query.depth is not None:
+        # put the pose on the observed depth: scale its translation along the viewing ray
+        z = patch_depth(np.asarray(query.depth, np.float64), q2d[inl_mask])
+        Xc = X[inl_mask] @ T[:3, :3].T + T[:3, 3]
+        ok = z > 0
+        if ok.sum() >= 3:
+            s = float(np.median(z[ok]) / np.median(Xc[ok, 2]))
+            if 0.3 < s < 3.0:
+                T = T.copy()
+                T[:3, 3] *= s
+    return T, len(q2d), n_inl
+
+
+def similarity_pose(M: np.ndarray, bank, t: int, K_query: np.ndarray, center_obj: np.ndarray
+                    ) -> np.ndarray:
+    """Pose implied by a 2D similarity ``q = M [p, 1]`` (template t pixel -> query crop pixel).
+
+    The template camera looks at the object centre from distance d; a similarity of scale s and
+    in-plane angle a moves the centre's image to ``q_c = M c_t`` and means a distance
+    ``d f_q / (f_t s)``; the rotation is the template's, turned by a about the optical axis and then
+    by the rotation that takes the optical axis onto the ray through ``q_c``.
+    """
+    Kt = bank.K
+    Tt = bank.poses[t]
+    d = float(np.linalg.norm(Tt[:3, :3] @ center_obj + Tt[:3, 3]))
+    s = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    a = float(np.arctan2(M[1, 0], M[0, 0]))
+    ct = Tt[:3, :3] @ center_obj + Tt[:3, 3]
+    pc = Kt @ ct
+    qc = M[:, :2] @ (pc[:2] / pc[2]) + M[:, 2]
+    fq = 0.5 * (K_query[0, 0] + K_query[1, 1])
+    ft = 0.5 * (Kt[0, 0] + Kt[1, 1])
+    dist = d * fq / (ft * s)
+    r = np.linalg.solve(K_query, np.array([qc[0], qc[1], 1.0]))
+    r /= np.linalg.norm(r)
+    Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+    z = np.array([0, 0, 1.0])
+    v = np.cross(z, r)
+    sv, cv = np.linalg.norm(v), float(z @ r)
+    if sv < 1e-12:
+        Rc = np.eye(3)
+    else:
+        from coop_ros.geometry.se3 import rotvec_to_matrix
+        Rc = rotvec_to_matrix(v / sv * np.arctan2(sv, cv))
+    R = Rc @ Rz @ Tt[:3, :3]
+    C = r * dist
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = C - R @ center_obj
+    return T
+
+
+def template_similarity(matches: CoarseMatches, bank, t: int, size: int
+                        ) -> tuple[np.ndarray, int] | None:
+    """(2, 3) similarity template t -> query fitted with RANSAC to the patch matches, and its
+    inlier count; None when it cannot be fitted."""
+    import cv2
+    q = patch_centers(size)
+    idx = matches.patch_index[t]
+    ok = idx != NO_MATCH
+    if ok.sum() < 3:
+        return None
+    uv = match_pixels(idx[ok], matches.offset[t][ok], size)
+    M, inl = cv2.estimateAffinePartial2D(uv.astype(np.float32), q[ok].astype(np.float32),
+                                         method=cv2.RANSAC, ransacReprojThreshold=0.04 * size,
+                                         maxIters=500, confidence=0.99)
+    if M is None or inl is None or not np.all(np.isfinite(M)) or abs(np.linalg.det(M[:, :2])) < 1e-6:
+        return None
+    return M.astype(np.float64), int(inl.sum())
+
+
+def cv_seed(seed: int) -> None:
+    import cv2
+    cv2.setRNGSeed(int(seed))
+
+
+def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str, n: int,
+                      diameter: float, reproj_px: float = 4.0, min_correspondences: int = 8,
+                      seed: int = 0, max_tries: int | None = None,
+                      center_obj=(0.0, 0.0, 0.0)) -> tuple[list[CoarseHypothesis], list[str]]:
+    """Top-``n`` templates by score -> up to ``n`` distinct coarse poses (best template first).
+
+    Templates are tried in score order (at most ``max_tries``, default 2 n + 2); a pose within
+    10 deg and 5 % of the diameter of an earlier one is skipped as a duplicate.
+
+    Returns:
+        (hypotheses, failure messages of the templates that gave no pose).
+
+    Raises:
+        EstimationError whose message starts with a :class:`Reason` word when no template gives
+        a pose: "no_template_matched" (no template has a positive score / matched patches),
+        else the reason of the best-scored template.
+    """
+    scores = np.asarray(matches.template_scores, dtype=np.float64)
+    n_matched = (matches.patch_index != NO_MATCH).sum(1)
+    usable = (scores > 0) & (n_matched > 0)
+    if not usable.any():
+        raise EstimationError(f"{Reason.NO_TEMPLATE_MATCHED}: no template has a matched patch "
+                              "or a positive score")
+    order = [int(t) for t in np.argsort(-scores) if usable[t]]
+    center_obj = np.asarray(center_obj, dtype=np.float64)
+    max_tries = 2 * n + 2 if max_tries is None else max_tries
+    hyps: list[CoarseHypothesis] = []
+    fails: list[str] = []
+    for t in order[:max_tries]:
+        if len(hyps) >= n:
+            break
+        try:
+            T, nc, ni = _pose_from_template(matches, bank, t, query, mode, diameter, reproj_px,
+                                            min_correspondences, seed + t, center_obj)
+        except EstimationError as e:
+            fails.append(str(e))
+            continue
+        if T[2, 3] <= 0:
+            fails.append(f"{Reason.PNP_FAILED}: template {t} puts the object behind the camera")
+            continue
+        dup = any(rotation_angle_deg(T[:3, :3], h.T[:3, :3]) < 10.0
+                  and np.linalg.norm(T[:3, 3] - h.T[:3, 3]) < 0.05 * diameter for h in hyps)
+        if dup:
+            continue
+        hyps.append(CoarseHypothesis(T=T, template_index=t, template_score=float(scores[t]),
+                                     num_correspondences=nc, num_inliers=ni))
+    if not hyps:
+        first = fails[0] if fails else f"{Reason.NO_TEMPLATE_MATCHED}: no template gave a pose"
+        raise EstimationError(first)
+    return hyps, fails

@@ -1,0 +1,369 @@
+"""PoseEstimator: the Co-op pipeline end to end.
+
+    est = PoseEstimator(PoseConfig(backend="weight-free"))
+    est.add_object(1, "obj_000001.ply", units="mm")           # builds / loads the template bank
+    results = est.estimate(rgb, K, [Detection(1, (x, y, w, h))], depth=depth_m, mode="rgbd",
+                           num_hypotheses=5)
+    r = results[0]; r.status, r.T_cam_obj, r.covariance, r.hypotheses, r.timings
+
+Flow of one detection: query crop from the box (``make_crop``, margin 0.2, 224 px) -> coarse
+matcher (per-template patch matches + template scores) -> top-N templates -> EPnP + RANSAC (RGB) /
+MAGSAC++ Kabsch (RGB-D) -> each hypothesis refined by render and compare (weighted LM PnP; RGB-D:
+3D-3D MAGSAC++ + point-to-plane ICP) -> every refined hypothesis scored by render and compare in
+the query crop -> the best is returned with its covariance, all hypotheses kept.
+
+Every failure gives a ``PoseResult`` with ``status="failed"`` and a reason starting with a
+:class:`~coop_ros.pipeline.results.Reason` word; no identity pose is ever returned.
+
+Also registers the ``coop`` estimator of ``coop-ros eval`` (GT boxes of the targets as
+detections: ``bbox_visib`` by default, ``--gt-box obj`` for ``bbox_obj``).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from coop_ros.backends.base import get_backend
+from coop_ros.errors import EstimationError, InputError
+from coop_ros.geometry.camera import check_intrinsics, make_crop
+from coop_ros.pipeline.coarse import coarse_hypotheses
+from coop_ros.pipeline.refine import QueryImage, refine_rgb, refine_rgbd
+from coop_ros.pipeline.results import (STATUS_FAILED, STATUS_OK, Detection, Hypothesis,
+                                       PoseConfig, PoseResult, Reason)
+from coop_ros.pipeline.select import score_hypotheses
+
+__all__ = ["PoseEstimator", "Detection", "PoseConfig", "PoseResult", "Hypothesis"]
+
+#: covariance inflation of the dense least-squares covariances (pixels are not independent
+#: observations and the flow errors are biased, not white): calibrated on the synthetic set of
+#: bench/eval_synthetic.py so that the median NEES is about the chi-square(6) median
+DEFAULT_INFLATION = {"rgb": 50.0, "rgbd": 35.0}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous value (None: leave
+    it). The pipeline's tensors are small (<= a few thousand correspondences); on a loaded
+    2-core machine intra-op threads made one LM solve ~5x slower than one thread."""
+    if n is None:
+        yield
+        return
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _Registered:
+    def __init__(self, obj, bank, prepared, key, seconds):
+        self.obj, self.bank, self.prepared, self.key, self.seconds = obj, bank, prepared, key, seconds
+
+
+class PoseEstimator:
+    """Co-op pose estimator (see the module docstring).
+
+    Args:
+        config: :class:`PoseConfig` (validated here) or None for the defaults.
+        renderer: an existing :class:`coop_ros.render.renderer.Renderer` to share (None: one is
+            created on ``config.device``).
+    """
+
+    def __init__(self, config: PoseConfig | None = None, renderer=None):
+        self.config = (config or PoseConfig()).validate()
+        self.backend = get_backend(self.config.backend, self.config)
+        if renderer is None:
+            from coop_ros.render.renderer import Renderer
+            renderer = Renderer(self.config.crop_size, self.config.crop_size,
+                                device=self.config.device)
+        self.renderer = renderer
+        self._objects: dict = {}
+        self.inflation = dict(DEFAULT_INFLATION)
+
+    # ------------------------------------------------------------------ objects
+    def add_object(self, obj_id, obj, units: str = "mm", symmetries: dict | None = None,
+                   name: str | None = None) -> float:
+        """Register an object once: builds (or loads from the disk cache) its template bank and
+        the backend's per-object features.
+
+        Args:
+            obj_id: id used in detections (int or str).
+            obj: :class:`coop_ros.objects.ObjectModel` or a mesh path (.ply / .obj).
+            units: unit of the mesh file's coordinates ("mm" or "m"); ignored for an ObjectModel.
+            symmetries: optional BOP models_info entry (``symmetries_discrete`` /
+                ``symmetries_continuous``, mm) -- stored on the model.
+            name: object name for a mesh path (default: the file stem).
+
+        Returns:
+            seconds spent (templates + features).
+        """
+        from coop_ros.objects import ObjectModel, parse_bop_symmetries
+        from coop_ros.render.templates import build_template_bank
+        t0 = time.perf_counter()
+        if isinstance(obj, (str, Path)):
+            obj = ObjectModel.load(obj, units=units, name=name, models_info=symmetries)
+        elif not isinstance(obj, ObjectModel):
+            raise InputError(f"obj must be an ObjectModel or a mesh path, got {type(obj).__name__}")
+        elif symmetries is not None:
+            obj.symmetries_discrete, obj.symmetries_continuous = parse_bop_symmetries(symmetries)
+        cfg = self.config
+        bank = build_template_bank(obj, self.renderer, n_views=cfg.n_templates,
+                                   size=cfg.crop_size, cache_dir=cfg.template_cache_dir,
+                                   use_cache=cfg.template_cache_dir is not None)
+        prepared = self.backend.matcher.prepare(bank)
+        key = f"coop:{obj_id}:{obj.content_hash()[:12]}"
+        self.renderer.add_object(key, obj)
+        dt = time.perf_counter() - t0
+        self._objects[obj_id] = _Registered(obj, bank, prepared, key, dt)
+        return dt
+
+    def has_object(self, obj_id) -> bool:
+        return obj_id in self._objects
+
+    # ------------------------------------------------------------------ estimation
+    def estimate(self, rgb, K, detections, depth=None, mode: str = "rgb",
+                 num_hypotheses: int | None = None, coarse_only: bool = False
+                 ) -> list[PoseResult]:
+        """Estimate the pose of every detection.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB image.
+            K: (3, 3) intrinsics of the image, pixels.
+            detections: list of :class:`Detection` (or (obj_id, box_xywh) tuples).
+            depth: (H, W) float depth in metres (0 = none); required for mode "rgbd".
+            mode: "rgb" or "rgbd".
+            num_hypotheses: coarse hypotheses refined per detection (default: config's).
+            coarse_only: skip refinement (the coarse pose of the best template is returned).
+
+        Returns:
+            one :class:`PoseResult` per detection, in order.
+
+        Raises:
+            InputError for a bad image / K / depth / mode (per-detection problems do not raise:
+            they give failed results).
+        """
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise InputError(f"rgb must be an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+        H, W = rgb.shape[:2]
+        K = check_intrinsics(K, image_size=(W, H))
+        if mode not in ("rgb", "rgbd"):
+            raise InputError(f"mode must be 'rgb' or 'rgbd', got {mode!r}")
+        if mode == "rgbd":
+            if depth is None:
+                raise InputError("mode 'rgbd' needs a depth image (metres)")
+            depth = np.asarray(depth)
+            if depth.shape != (H, W):
+                raise InputError(f"depth must be ({H}, {W}) like the image, got {depth.shape}")
+            if not np.issubdtype(depth.dtype, np.floating):
+                raise InputError(f"depth must be float metres, got {depth.dtype} (raw units? "
+                                 "multiply by the depth scale)")
+            depth = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            depth[depth < 0] = 0.0
+        else:
+            depth = None
+        n = self.config.num_hypotheses if num_hypotheses is None else int(num_hypotheses)
+        if not 1 <= n <= 64:
+            raise InputError(f"num_hypotheses must lie in [1, 64], got {num_hypotheses}")
+        out = []
+        with torch_threads(self.config.torch_threads):
+            for det in detections:
+                if not isinstance(det, Detection):
+                    det = Detection(*det)
+                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only))
+        return out
+
+    def _estimate_one(self, rgb, K, depth, det: Detection, mode: str, n: int,
+                      coarse_only: bool) -> PoseResult:
+        cfg = self.config
+        t_start = time.perf_counter()
+        timings = {"templates": 0.0}
+        box = np.asarray(det.box_xywh, dtype=np.float64).reshape(-1) \
+            if det.box_xywh is not None else None
+        base = dict(mode=mode, box_xywh=box)
+
+        def fail(reason, **kw):
+            timings["total"] = time.perf_counter() - t_start
+            return PoseResult.failed(det.obj_id, reason, timings=timings, **base, **kw)
+
+        reg = self._objects.get(det.obj_id)
+        if reg is None:
+            return fail(f"{Reason.UNKNOWN_OBJECT}: object id {det.obj_id!r} is not registered "
+                        f"(known: {sorted(map(str, self._objects))})")
+        H, W = rgb.shape[:2]
+        t0 = time.perf_counter()
+        try:
+            crop = make_crop(box, size=cfg.crop_size, margin=cfg.crop_margin, image_size=(W, H))
+        except InputError as e:
+            msg = str(e)
+            word = Reason.BOX_OUTSIDE_IMAGE if "outside" in msg else Reason.BAD_INPUT
+            return fail(f"{word}: detection box: {msg}")
+        mask = None
+        if det.mask is not None:
+            mask = np.asarray(det.mask).astype(bool)
+            if mask.shape != (H, W):
+                return fail(f"{Reason.BAD_INPUT}: detection mask is {mask.shape}, image is {(H, W)}")
+            if not mask.any():
+                return fail(f"{Reason.BAD_INPUT}: detection mask is empty")
+        query = QueryImage(rgb=rgb, K=K, depth=depth, mask=mask, box=box)
+        qcrop = query.view(crop)
+        if mode == "rgbd":
+            x, y, w, h = box
+            x0, y0 = int(max(np.floor(x), 0)), int(max(np.floor(y), 0))
+            x1, y1 = int(min(np.ceil(x + w), W)), int(min(np.ceil(y + h), H))
+            region = depth[y0:y1, x0:x1]
+            if mask is not None:
+                region = region[mask[y0:y1, x0:x1]]
+            nvalid = int((region > 0).sum())
+            if nvalid < max(cfg.min_correspondences, 0.05 * region.size):
+                return fail(f"{Reason.EMPTY_DEPTH}: only {nvalid} of {region.size} pixels in the "
+                            "detection box have a depth measurement")
+        timings["crop"] = time.perf_counter() - t0
+
+        # ---- coarse
+        t0 = time.perf_counter()
+        try:
+            matches = self.backend.matcher.match(qcrop, reg.bank, reg.prepared)
+            matches.validate(len(reg.bank), (cfg.crop_size // 16) ** 2)
+            n_coarse = 1 if coarse_only else n
+            coarse, _fails = coarse_hypotheses(
+                matches, reg.bank, qcrop, mode, n_coarse, reg.obj.diameter,
+                reproj_px=cfg.pnp_reproj_px, min_correspondences=cfg.min_correspondences,
+                seed=cfg.seed, center_obj=reg.obj.center)
+        except EstimationError as e:
+            timings["coarse"] = time.perf_counter() - t0
+            return fail(str(e))
+        except (np.linalg.LinAlgError, cv2.error) as e:   # numerical breakdown on odd input
+            timings["coarse"] = time.perf_counter() - t0
+            return fail(f"{Reason.NUMERICAL_ERROR}: coarse stage: {type(e).__name__}: {e}")
+        timings["coarse"] = time.perf_counter() - t0
+
+        # ---- refine
+        hyps: list[Hypothesis] = []
+        t0 = time.perf_counter()
+        for ch in coarse:
+            h = Hypothesis(T_coarse=ch.T, T=ch.T.copy(), template_index=ch.template_index,
+                           template_score=ch.template_score,
+                           num_correspondences=ch.num_correspondences)
+            if not coarse_only:
+                try:
+                    if mode == "rgb":
+                        r = refine_rgb(ch.T, query, self.renderer, reg.key, reg.obj, self.backend,
+                                       size=cfg.crop_size, iterations=cfg.refine_iterations,
+                                       lm_iterations=cfg.lm_iterations,
+                                       radius_px=cfg.flow_radius_px,
+                                       min_correspondences=cfg.min_correspondences,
+                                       inflation=self.inflation["rgb"])
+                    else:
+                        r = refine_rgbd(ch.T, query, self.renderer, reg.key, reg.obj,
+                                        self.backend, size=cfg.crop_size,
+                                        iterations=cfg.rgbd_refine_iterations,
+                                        icp_iterations=cfg.icp_iterations,
+                                        radius_px=cfg.flow_radius_px,
+                                        threshold_frac=cfg.magsac_threshold_frac,
+                                        min_correspondences=cfg.min_correspondences,
+                                        inflation=self.inflation["rgbd"])
+                    h.T, h.covariance, h.num_correspondences = r.T, r.covariance, \
+                        r.num_correspondences
+                    for k, dt in enumerate(r.iteration_times):
+                        timings[f"refine_iter_{k}"] = timings.get(f"refine_iter_{k}", 0.0) + dt
+                except (EstimationError, InputError) as e:
+                    h.status, h.reason = STATUS_FAILED, str(e)
+                except (np.linalg.LinAlgError, cv2.error) as e:
+                    h.status, h.reason = STATUS_FAILED, (f"{Reason.REFINEMENT_FAILED}: "
+                                                         f"{type(e).__name__}: {e}")
+            hyps.append(h)
+        timings["refine"] = time.perf_counter() - t0
+
+        # ---- select
+        t0 = time.perf_counter()
+        hyps = score_hypotheses(hyps, qcrop, self.renderer, reg.key, self.backend)
+        timings["selection"] = time.perf_counter() - t0
+        ok = [h for h in hyps if h.status == STATUS_OK]
+        if not ok:
+            return fail(hyps[0].reason if hyps else f"{Reason.REFINEMENT_FAILED}: no hypothesis",
+                        hypotheses=hyps)
+        best = ok[0]
+        hyps = [best] + [h for h in hyps if h is not best]
+        if best.score < cfg.min_score:
+            return fail(f"{Reason.LOW_SCORE}: best score {best.score:.3f} < min_score "
+                        f"{cfg.min_score}", hypotheses=hyps)
+        cov = best.covariance
+        if cov is not None:
+            # the least-squares covariance only sees the local fit; a pose that the render-and-
+            # compare score finds doubtful (a flip, a wrong view that still fits locally) is
+            # widened: x ((1 - score) / 0.1)^2, 1 at score 0.9, 25 at score 0.5
+            cov = cov * (max(1.0 - best.score, 0.02) / 0.1) ** 2
+        timings["total"] = time.perf_counter() - t_start
+        return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
+                          covariance=None if cov is None else cov.copy(), score=best.score,
+                          hypotheses=hyps, timings=timings, **base)
+
+    def release(self) -> None:
+        """Free the renderer."""
+        if self.renderer is not None:
+            self.renderer.release()
+
+
+# --------------------------------------------------------------------------- coop-ros eval
+
+def _add_eval_args(group) -> None:
+    group.add_argument("--mode", choices=("rgb", "rgbd"), default="rgbd",
+                       help="coop: RGB (EPnP + weighted LM PnP) or RGB-D (Kabsch / ICP)")
+    group.add_argument("--hypotheses", type=int, default=5, help="coop: coarse hypotheses")
+    group.add_argument("--coarse-only", action="store_true", help="coop: no refinement")
+    group.add_argument("--gt-box", choices=("visib", "obj"), default="visib",
+                       help="coop: detection boxes from scene_gt_info bbox_visib (default) or "
+                       "bbox_obj")
+    group.add_argument("--backend", default="weight-free", help="coop: backend")
+    group.add_argument("--template-cache", default=None, help="coop: template cache folder")
+
+
+def _eval_factory(args, dataset):
+    from coop_ros.bop.dataset import Estimate
+    from coop_ros.bop.evaluate import valid_gt_indices
+    cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
+                     device=getattr(args, "device", "cpu") or "cpu").validate()
+    est = PoseEstimator(cfg)
+
+    def estimate(frame, targets):
+        out = []
+        t0 = time.perf_counter()
+        dets = []
+        for tg in targets:
+            if not est.has_object(tg.obj_id):
+                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
+            for gi in valid_gt_indices(frame, tg):
+                info = frame.gt_info[gi] if gi < len(frame.gt_info) else None
+                if info is None:
+                    continue
+                b = info.bbox_visib if args.gt_box == "visib" else info.bbox_obj
+                if b[2] <= 1 or b[3] <= 1:
+                    b = info.bbox_obj
+                dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
+        if not dets:
+            return out
+        res = est.estimate(frame.rgb, frame.K, dets, depth=frame.depth if args.mode == "rgbd"
+                           else None, mode=args.mode, num_hypotheses=args.hypotheses,
+                           coarse_only=args.coarse_only)
+        dt = time.perf_counter() - t0
+        for r in res:
+            if r.ok:
+                out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
+                                    r.T_cam_obj, dt))
+        return out
+    return estimate
+
+
+try:
+    from coop_ros.bop.evaluate import register_estimator
+    register_estimator("coop", _eval_factory, "Co-op pipeline (PoseEstimator)",
+                       add_args=_add_eval_args, replace=True)
+except ImportError:  # the eval module is optional for the estimator itself
+    pass

@@ -1,0 +1,381 @@
+"""Refinement stage: render and compare.
+
+Every iteration: a crop that follows the current pose (``crop_around_projection``), a rendering
+at the pose in that crop (RGB, depth, mask, object coordinates), the backend's probabilistic flow
+rendering -> query (mu, b, certainty, sensitivity), Co-op's confidence
+``W = certainty x sensitivity x (1 - exp(-R / b))``, and then
+
+* RGB: 2D-3D correspondences (rendered pixel + mu  <->  its model point) -> weighted
+  Levenberg-Marquardt PnP (:func:`coop_ros.geometry.pnp.lm_pnp`, weights ``W / (2 b^2)`` = W times
+  the inverse variance of a Laplace(b) error), a final Gauss-Newton step in the last iteration;
+  covariance from that final weighted LM system.
+* RGB-D: correspondences with certainty >= 0.5 lifted to 3D-3D (model point <-> observed depth at
+  the flow target) -> Kabsch inside MAGSAC++; then a projective point-to-plane ICP on the observed
+  depth (re-rendered every step, trimmed by a shrinking depth gate) whose final system gives the
+  covariance.
+
+Covariances are (6, 6) in the ROS order about the camera axes [m^2, rad^2], multiplied by
+``inflation`` (dense pixels are not independent observations: the raw least-squares covariance
+is over-confident; see the pipeline's calibration in bench/eval).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from coop_ros.backends.base import Backend, ImageCrop
+from coop_ros.errors import EstimationError, InputError
+from coop_ros.geometry.camera import crop_around_projection
+from coop_ros.geometry.pnp import lm_pnp
+from coop_ros.geometry.rigid import kabsch_magsac
+from coop_ros.geometry.se3 import rotvec_to_matrix
+from coop_ros.pipeline.results import Reason
+
+__all__ = ["QueryImage", "RefineResult", "render_view", "refine_rgb", "refine_rgbd",
+           "pose_crop"]
+
+
+@dataclass
+class QueryImage:
+    """The full query image of one detection.
+
+    rgb: (H, W, 3) uint8. K: (3, 3). depth: (H, W) float metres (0 = none) or None.
+    mask: (H, W) bool detection mask or None. box: (4,) BOP (x, y, w, h) or None.
+    """
+
+    rgb: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    box: np.ndarray | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    def view(self, crop, use_depth: bool = True) -> ImageCrop:
+        """The query resampled into ``crop`` (colour linear, depth / mask nearest)."""
+        rgb = crop.warp(self.rgb, "linear")
+        depth = crop.warp(self.depth.astype(np.float32), "nearest") \
+            if (use_depth and self.depth is not None) else None
+        mask = crop.warp(self.mask.astype(bool), "nearest") if self.mask is not None else None
+        box = None
+        if self.box is not None:
+            x, y, w, h = np.asarray(self.box, float)
+            a = crop.image_to_crop(np.array([[x - 0.5, y - 0.5], [x + w - 0.5, y + h - 0.5]]))
+            box = np.array([a[0, 0], a[0, 1], a[1, 0], a[1, 1]])
+        return ImageCrop(rgb=rgb, K=crop.intrinsics(self.K), depth=depth, mask=mask, box=box)
+
+
+@dataclass
+class RefineResult:
+    """T (4, 4) refined pose; covariance (6, 6) or None; num_correspondences of the last step;
+    iteration_times: seconds of each iteration (render + flow + solve)."""
+
+    T: np.ndarray
+    covariance: np.ndarray | None
+    num_correspondences: int
+    iteration_times: list = field(default_factory=list)
+
+
+def pose_crop(query: QueryImage, T: np.ndarray, obj, size: int, margin: float = 0.1):
+    """Crop following the pose: the image of the object's bounding sphere (+ margin)."""
+    try:
+        return crop_around_projection(query.K, T, obj.diameter, size, margin=margin,
+                                      image_size=query.image_size, center_obj=obj.center)
+    except InputError as e:
+        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: the pose leaves the image ({e})") \
+            from None
+
+
+def render_view(renderer, key: str, T: np.ndarray, K_crop: np.ndarray, size: int) -> ImageCrop:
+    """Rendering of object ``key`` at pose T with crop intrinsics, as an :class:`ImageCrop`."""
+    out = renderer.render(key, T, K_crop, width=size, height=size)
+    return ImageCrop(rgb=out.rgb[0], K=K_crop, depth=out.depth[0], mask=out.mask[0],
+                     xyz=out.xyz[0])
+
+
+def _grid(S: int) -> np.ndarray:
+    return np.stack(np.meshgrid(np.arange(S, dtype=np.float64), np.arange(S, dtype=np.float64)),
+                    -1)
+
+
+def _subsample(sel: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices (rows, cols) of the True pixels, on a regular stride so at most ~max_points."""
+    n = int(sel.sum())
+    stride = max(1, int(np.ceil(np.sqrt(n / max_points))))
+    sub = np.zeros_like(sel)
+    sub[::stride, ::stride] = True
+    return np.nonzero(sel & sub)
+
+
+def _lm(x2d, X, w, K, T, iterations, gn_final):
+    return lm_pnp(torch.from_numpy(x2d)[None], torch.from_numpy(X)[None],
+                  torch.from_numpy(np.asarray(w, np.float64))[None], torch.from_numpy(K),
+                  torch.from_numpy(np.asarray(T, np.float64))[None], iterations=iterations,
+                  gauss_newton_final=gn_final)
+
+
+def _reproj(T, X, K):
+    P = X @ T[:3, :3].T + T[:3, 3]
+    p = P @ K.T
+    return p[:, :2] / np.maximum(p[:, 2:3], 1e-9)
+
+
+def refine_rgb(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
+               size: int = 224, iterations: int = 4, lm_iterations: int = 6,
+               radius_px: float = 2.0, min_correspondences: int = 8, max_points: int = 800,
+               inflation: float = 1.0, depth_check: bool = True) -> RefineResult:
+    """RGB render-and-compare refinement with weighted LM PnP (module docstring).
+
+    With ``depth_check`` the distance (the weak direction of RGB) is checked explicitly after the
+    flow iterations when the rendering is weakly textured (< 8 % Canny edge pixels inside the
+    silhouette -- with texture the flow fixes the depth): the translation is scaled by
+    0.85 ... 1.15 (13 steps: the object slides along its viewing ray, its image centre stays)
+    and the scale whose rendered silhouette contour best matches the query's edges (oriented
+    chamfer) is kept when it is an interior maximum better by > 0.02; the covariance's depth
+    variance is then raised to at least the spread of that search's plausible scales.
+
+    Raises:
+        EstimationError starting with "refinement_failed" / "too_few_correspondences".
+    """
+    T = np.array(T0, dtype=np.float64)
+    cov = None
+    n_corr = 0
+    times = []
+    grid = _grid(size)
+    for k in range(max(iterations, 1)):
+        t0 = time.perf_counter()
+        crop = pose_crop(query, T, obj, size)
+        Kc = crop.intrinsics(query.K)
+        rend = render_view(renderer, key, T, Kc, size)
+        if not rend.mask.any():
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
+        q = query.view(crop, use_depth=False)
+        ff = backend.flow.flow(rend, q)
+        W = ff.confidence(radius_px)
+        sel = rend.mask & (W > 0.01)
+        rows, cols = _subsample(sel, max_points)
+        n_corr = len(rows)
+        if n_corr < min_correspondences:
+            raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
+                                  f"pixels in refinement iteration {k}")
+        x2d = grid[rows, cols] + ff.mu[rows, cols]
+        X = rend.xyz[rows, cols].astype(np.float64)
+        w = W[rows, cols] / (2.0 * ff.b[rows, cols] ** 2)
+        last = k == max(iterations, 1) - 1
+        try:
+            # robust weighted LM: one pass, Cauchy re-weighting of the reprojection residuals
+            # (scale 2 b + 1 px), a second pass; the final pass ends with a Gauss-Newton step
+            res = _lm(x2d, X, w, Kc, T, lm_iterations, False)
+            e = _reproj(res.T[0].numpy(), X, Kc) - x2d
+            c = 2.0 * ff.b[rows, cols] + 1.0
+            w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
+            res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), lm_iterations, last)
+        except (EstimationError, InputError) as e:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
+        T_new = res.T[0].numpy().copy()
+        if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
+        # guard against a wild step (a bad flow field): cap the move per iteration
+        if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
+        T = T_new
+        cov = res.covariance[0].numpy().copy() * inflation
+        times.append(time.perf_counter() - t0)
+    if depth_check:
+        t0 = time.perf_counter()
+        T, cov = _depth_check(T, cov, query, renderer, key, obj, size)
+        times.append(time.perf_counter() - t0)
+    return RefineResult(T=T, covariance=cov, num_correspondences=n_corr, iteration_times=times)
+
+
+def _depth_check(T, cov, query: QueryImage, renderer, key, obj, size,
+                 scales=np.linspace(0.85, 1.15, 13), texture_max: float = 0.08):
+    """Slide the object along its viewing ray; keep the scale whose silhouette contour agrees
+    best with the query edges (see :func:`refine_rgb`)."""
+    from coop_ros.backends.weightfree.features import edge_map
+    crop = pose_crop(query, T, obj, size, margin=0.2)
+    Kc = crop.intrinsics(query.K)
+    # only for weakly textured renderings: with texture the flow fixes the depth, and the
+    # interior texture edges would attract a shrunken silhouette
+    r0 = renderer.render(key, T, Kc, width=size, height=size)
+    inner = cv2.erode(r0.mask[0].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    if inner.sum() < 50:
+        return T, cov
+    g = cv2.cvtColor(r0.rgb[0], cv2.COLOR_RGB2GRAY)
+    tex = (cv2.Canny(g, 40, 100)[inner] > 0).mean()
+    if tex > texture_max:
+        return T, cov
+    q = query.view(crop, use_depth=False)
+    em = edge_map(q.rgb, q.mask)
+    Ts = np.repeat(T[None], len(scales), 0)
+    Ts[:, :3, 3] *= scales[:, None]
+    out = renderer.render(key, Ts, Kc, width=size, height=size)
+    tau = 4.0 * size / 224.0
+    sc = np.zeros(len(scales))
+    kernel = np.ones((3, 3), np.uint8)
+    for i in range(len(scales)):
+        m = out.mask[i].astype(np.uint8)
+        if not m.any():
+            continue
+        contour = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, kernel) > 0
+        contour &= m > 0
+        rows, cols = np.nonzero(contour)
+        mf = cv2.GaussianBlur(m.astype(np.float32), (0, 0), 1.5)
+        th = np.arctan2(cv2.Sobel(mf, cv2.CV_32F, 0, 1)[rows, cols],
+                        cv2.Sobel(mf, cv2.CV_32F, 1, 0)[rows, cols])
+        d = em.dist[rows, cols]
+        sc[i] = float(np.mean(np.clip(1 - d / tau, 0, 1)
+                              * np.abs(np.cos(th - em.nearest_theta[rows, cols]))))
+    best = int(np.argmax(sc))
+    if best in (0, len(scales) - 1) or sc[best] <= sc[len(scales) // 2] + 0.02:
+        # no clear, interior maximum: keep the flow's depth
+        return T, cov
+    T = Ts[best].copy()
+    if cov is not None:
+        near = scales[sc >= sc[best] - 0.05]
+        sd = 0.5 * (near.max() - near.min()) * T[2, 3] + 1e-4
+        cov = cov.copy()
+        cov[2, 2] = max(cov[2, 2], sd * sd)
+    return T, cov
+
+
+def _normals(P: np.ndarray) -> np.ndarray:
+    """Per-pixel normals (S, S, 3) of an organised point map (S, S, 3) (zeros where undefined),
+    oriented towards the camera."""
+    dx = np.zeros_like(P)
+    dy = np.zeros_like(P)
+    dx[:, 1:-1] = P[:, 2:] - P[:, :-2]
+    dy[1:-1] = P[2:] - P[:-2]
+    n = np.cross(dx, dy)
+    nn = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(nn > 0, n / np.maximum(nn, 1e-12), 0.0)
+    flip = (n * P).sum(-1) > 0
+    n[flip] *= -1
+    return n
+
+
+def _backproject_map(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    S0, S1 = depth.shape
+    g = _grid(S1)[:S0]
+    z = depth.astype(np.float64)
+    return np.stack([(g[..., 0] - K[0, 2]) / K[0, 0] * z, (g[..., 1] - K[1, 2]) / K[1, 1] * z, z],
+                    -1)
+
+
+def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, size: int,
+                       iterations: int = 10, inflation: float = 1.0
+                       ) -> tuple[np.ndarray, np.ndarray | None, int, list]:
+    """Projective point-to-plane ICP of the rendered surface onto the observed depth.
+
+    Each step renders at T in the crop following T, pairs every rendered pixel with the observed
+    depth at the same pixel, keeps pairs with ``|z_obs - z_render| < gate`` (gate shrinks from
+    10 % to 1.5 % of the diameter), and solves the linearised point-to-plane problem (observed
+    normals, Huber weights) for (dt, dw) in the camera frame. Returns (T, covariance (6, 6) of the
+    final system or None, number of pairs, step times).
+    """
+    T = np.array(T0, dtype=np.float64)
+    cov = None
+    npairs = 0
+    times = []
+    D = obj.diameter
+    for k in range(iterations):
+        t0 = time.perf_counter()
+        crop = pose_crop(query, T, obj, size)
+        Kc = crop.intrinsics(query.K)
+        rend = render_view(renderer, key, T, Kc, size)
+        zq = crop.warp(query.depth.astype(np.float32), "nearest").astype(np.float64)
+        Po = _backproject_map(zq, Kc)
+        Pr = _backproject_map(rend.depth, Kc)
+        No = _normals(Po)
+        frac = k / max(iterations - 1, 1)
+        gate = D * (0.10 * (1 - frac) + 0.015 * frac)
+        m = rend.mask & (zq > 0) & (np.abs(zq - rend.depth) < gate) \
+            & (np.linalg.norm(No, axis=-1) > 0.5)
+        if query.mask is not None:
+            m &= crop.warp(query.mask.astype(bool), "nearest")
+        rows, cols = _subsample(m, 4000)
+        npairs = len(rows)
+        if npairs < 12:
+            if k == 0:
+                raise EstimationError(f"{Reason.REGISTRATION_FAILED}: only {npairs} rendered pixels "
+                                      "agree with the observed depth")
+            break
+        p, o, n = Pr[rows, cols], Po[rows, cols], No[rows, cols]
+        qv = p - T[:3, 3]
+        r = ((p - o) * n).sum(-1)
+        J = np.concatenate([n, np.cross(qv, n)], axis=1)
+        s = 1.4826 * np.median(np.abs(r)) + 1e-4
+        wgt = np.minimum(1.0, 1.5 * s / np.maximum(np.abs(r), 1e-12))
+        H = (J * wgt[:, None]).T @ J
+        g = (J * wgt[:, None]).T @ r
+        Hd = H + 1e-9 * np.trace(H) * np.eye(6)
+        xi = -np.linalg.solve(Hd, g)
+        T = T.copy()
+        T[:3, :3] = rotvec_to_matrix(xi[3:]) @ T[:3, :3]
+        T[:3, 3] = T[:3, 3] + xi[:3]
+        sigma2 = float((wgt * r * r).sum() / max(wgt.sum() - 6, 1))
+        Hi = np.linalg.inv(Hd)
+        cov = 0.5 * (Hi + Hi.T) * sigma2 * inflation
+        times.append(time.perf_counter() - t0)
+        if np.abs(xi).max() < 1e-5:
+            break
+    return T, cov, npairs, times
+
+
+def refine_rgbd(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
+                size: int = 224, iterations: int = 2, icp_iterations: int = 10,
+                radius_px: float = 2.0, threshold_frac: float = 0.03,
+                min_correspondences: int = 8, inflation: float = 1.0) -> RefineResult:
+    """RGB-D refinement: flow -> 3D-3D -> MAGSAC++ Kabsch, then point-to-plane ICP."""
+    T = np.array(T0, dtype=np.float64)
+    grid = _grid(size)
+    times = []
+    n_corr = 0
+    for k in range(iterations):
+        t0 = time.perf_counter()
+        crop = pose_crop(query, T, obj, size)
+        Kc = crop.intrinsics(query.K)
+        rend = render_view(renderer, key, T, Kc, size)
+        if not rend.mask.any():
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
+        q = query.view(crop)
+        ff = backend.flow.flow(rend, q)
+        W = ff.confidence(radius_px)
+        tgt = grid + ff.mu
+        tu = np.rint(tgt[..., 0]).astype(int)
+        tv = np.rint(tgt[..., 1]).astype(int)
+        inside = (tu >= 0) & (tu < size) & (tv >= 0) & (tv < size)
+        zq = np.where(inside, q.depth[np.clip(tv, 0, size - 1), np.clip(tu, 0, size - 1)], 0.0)
+        sel = rend.mask & (ff.certainty >= 0.5) & (zq > 0)
+        rows, cols = _subsample(sel, 3000)
+        n_corr = len(rows)
+        if n_corr >= max(min_correspondences, 12):
+            src = rend.xyz[rows, cols].astype(np.float64)
+            uv = tgt[rows, cols]
+            z = zq[rows, cols].astype(np.float64)
+            dst = np.stack([(uv[:, 0] - Kc[0, 2]) / Kc[0, 0] * z,
+                            (uv[:, 1] - Kc[1, 2]) / Kc[1, 1] * z, z], 1)
+            p = np.clip(W[rows, cols] / max(W[rows, cols].max(), 1e-9), 1e-3, 1.0)
+            try:
+                cv2.setRNGSeed(k)
+                r = kabsch_magsac(src, dst, threshold_m=threshold_frac * obj.diameter,
+                                  probabilities=p, min_inliers=max(min_correspondences, 12))
+                if r.num_inliers >= 0.2 * n_corr:
+                    T = r.T
+            except (EstimationError, InputError):
+                pass
+        times.append(time.perf_counter() - t0)
+    try:
+        T, cov, npairs, icp_times = icp_point_to_plane(T, query, renderer, key, obj, size,
+                                                       icp_iterations, inflation)
+    except EstimationError:
+        raise
+    times.append(float(np.sum(icp_times)))
+    return RefineResult(T=T, covariance=cov, num_correspondences=max(n_corr, npairs),
+                        iteration_times=times)

@@ -1,0 +1,222 @@
+"""Typed records of the pipeline: detections in, configuration, pose results out.
+
+Poses are (4, 4) float64 ``T_cam_obj`` in metres (OpenCV camera axes); covariances are (6, 6)
+float64 in the ROS ``PoseWithCovariance`` order (x, y, z, rot X, rot Y, rot Z) about the camera
+frame's axes, [m^2, rad^2] (perturbation ``t <- t + dt, R <- exp([dw]x) R``, see
+:mod:`coop_ros.geometry.pnp`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from coop_ros.errors import InputError
+
+__all__ = ["Detection", "PoseConfig", "Hypothesis", "PoseResult", "STATUS_OK", "STATUS_FAILED",
+           "Reason"]
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+class Reason:
+    """Failure reasons (``PoseResult.reason`` starts with one of these words)."""
+
+    UNKNOWN_OBJECT = "unknown_object"
+    BOX_OUTSIDE_IMAGE = "box_outside_image"
+    BAD_INPUT = "bad_input"
+    EMPTY_DEPTH = "empty_depth"
+    NO_TEMPLATE_MATCHED = "no_template_matched"
+    TOO_FEW_CORRESPONDENCES = "too_few_correspondences"
+    PNP_FAILED = "pnp_failed"
+    REGISTRATION_FAILED = "registration_failed"
+    REFINEMENT_FAILED = "refinement_failed"
+    LOW_SCORE = "low_score"
+    NUMERICAL_ERROR = "numerical_error"
+
+
+@dataclass
+class Detection:
+    """A 2D detection of one object instance.
+
+    obj_id: id the object was registered under (int or str).
+    box_xywh: (4,) BOP box (x, y, w, h) in image pixels.
+    mask: optional (H, W) bool instance mask of the full image.
+    score: detector confidence (informational).
+    """
+
+    obj_id: int | str
+    box_xywh: tuple | np.ndarray
+    mask: np.ndarray | None = None
+    score: float = 1.0
+
+
+@dataclass
+class PoseConfig:
+    """Configuration of :class:`coop_ros.pipeline.estimator.PoseEstimator` (validated once).
+
+    backend: "weight-free" (classical estimators) or a registered learned backend ("coop").
+    crop_size: side of the query / template / render crops [px] (multiple of 16; CroCo: 224).
+    crop_margin: margin around the detection box for the query crop (fraction of the long side).
+    n_templates: template views (12, 42, 162, 642; Co-op: 42).
+    template_cache_dir: folder for disk-cached template banks (None: no cache).
+    refine_iterations: render-and-compare iterations per hypothesis (RGB: weighted LM PnP).
+    lm_iterations: LM steps inside one refine iteration (a final Gauss-Newton step follows).
+    flow_radius_px: R of Co-op's P(|y - mu| < R) = 1 - exp(-R/b) [px].
+    rgbd_refine_iterations: iterations of the RGB-D refinement (flow 3D-3D + MAGSAC++ Kabsch).
+    icp_iterations: projective point-to-plane ICP steps on the observed depth (RGB-D only).
+    magsac_threshold_frac: MAGSAC++ 3D threshold as a fraction of the object diameter.
+    pnp_reproj_px: EPnP RANSAC inlier threshold in crop pixels.
+    min_correspondences: fewer usable correspondences -> failure "too_few_correspondences".
+    min_score: results whose best selection score is lower fail with "low_score" (0: never).
+    num_hypotheses: default number of coarse hypotheses refined (paper: 1 or 5).
+    device: "cpu" / "cuda" (renderer and torch).
+    torch_threads: torch intra-op threads while estimating (restored afterwards; None: leave
+        torch's setting). 1 by default: the solves are small and threads only add overhead.
+    seed: seed of the randomised robust estimators (results are deterministic for a seed).
+    """
+
+    backend: str = "weight-free"
+    crop_size: int = 224
+    crop_margin: float = 0.2
+    n_templates: int = 42
+    template_cache_dir: str | None = None
+    refine_iterations: int = 4
+    lm_iterations: int = 6
+    flow_radius_px: float = 2.0
+    rgbd_refine_iterations: int = 2
+    icp_iterations: int = 10
+    magsac_threshold_frac: float = 0.03
+    pnp_reproj_px: float = 4.0
+    min_correspondences: int = 8
+    min_score: float = 0.0
+    num_hypotheses: int = 5
+    device: str = "cpu"
+    torch_threads: int | None = 1
+    seed: int = 0
+
+    def validate(self) -> "PoseConfig":
+        """Check every field; raises InputError naming the bad one. Returns self."""
+        def bad(name, why):
+            raise InputError(f"PoseConfig.{name} {why}, got {getattr(self, name)!r}")
+        if not isinstance(self.backend, str) or not self.backend:
+            bad("backend", "must be a backend name such as 'weight-free'")
+        if not isinstance(self.crop_size, int) or self.crop_size < 64 or self.crop_size % 16:
+            bad("crop_size", "must be an integer multiple of 16, >= 64")
+        if not (math.isfinite(self.crop_margin) and 0 <= self.crop_margin <= 2):
+            bad("crop_margin", "must lie in [0, 2]")
+        if self.n_templates not in (12, 42, 162, 642):
+            bad("n_templates", "must be one of 12, 42, 162, 642")
+        for name in ("refine_iterations", "rgbd_refine_iterations", "icp_iterations"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v <= 50:
+                bad(name, "must be an integer in [0, 50]")
+        if not isinstance(self.lm_iterations, int) or not 1 <= self.lm_iterations <= 100:
+            bad("lm_iterations", "must be an integer in [1, 100]")
+        for name in ("flow_radius_px", "pnp_reproj_px", "magsac_threshold_frac"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                bad(name, "must be a positive number")
+        if not isinstance(self.min_correspondences, int) or self.min_correspondences < 4:
+            bad("min_correspondences", "must be an integer >= 4")
+        if not (math.isfinite(self.min_score) and 0 <= self.min_score <= 1):
+            bad("min_score", "must lie in [0, 1]")
+        if not isinstance(self.num_hypotheses, int) or not 1 <= self.num_hypotheses <= 64:
+            bad("num_hypotheses", "must be an integer in [1, 64]")
+        if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
+                                               or self.torch_threads < 1):
+            bad("torch_threads", "must be a positive integer or None")
+        if not isinstance(self.device, str) or not (self.device == "cpu"
+                                                    or self.device.startswith("cuda")):
+            bad("device", "must be 'cpu', 'cuda' or 'cuda:N'")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PoseConfig":
+        """Build from a plain dict (YAML / ROS parameters); unknown keys raise InputError."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown PoseConfig field(s) {unknown}; known: {sorted(names)}")
+        return cls(**d).validate()
+
+
+@dataclass
+class Hypothesis:
+    """One refined hypothesis.
+
+    T_coarse: (4, 4) pose after the coarse stage. T: (4, 4) pose after refinement.
+    template_index: the template it came from; template_score: the coarse matcher's score.
+    score: selection score in [0, 1] (higher = better); score_terms: its parts.
+    covariance: (6, 6) or None. status / reason: "ok" or "failed" + why (a failed refinement keeps
+    T = T_coarse).
+    """
+
+    T_coarse: np.ndarray
+    T: np.ndarray
+    template_index: int
+    template_score: float
+    score: float = float("nan")
+    score_terms: dict = field(default_factory=dict)
+    covariance: np.ndarray | None = None
+    num_correspondences: int = 0
+    status: str = STATUS_OK
+    reason: str = ""
+
+
+@dataclass
+class PoseResult:
+    """Result for one detection.
+
+    obj_id: the detection's object id. status: "ok" or "failed"; reason: empty when ok, else a
+    message starting with a :class:`Reason` word (never a silent identity pose: a failed result has
+    ``T_cam_obj`` None).
+    T_cam_obj: (4, 4) float64 best pose [m] or None. covariance: (6, 6) float64 ROS order, camera
+    frame [m^2, rad^2] or None. score: selection score of the best hypothesis.
+    hypotheses: every refined hypothesis (best first). best_index: index of the chosen one in
+    ``hypotheses`` (0) or -1.
+    timings: seconds per stage: "templates" (template bank built / loaded during this call; 0
+    when the object was registered before -- ``PoseEstimator.add_object`` returns that time),
+    "crop", "coarse", "refine" (all hypotheses), "refine_iter_<k>" (k-th refine iteration summed
+    over hypotheses; RGB: the last one is the depth check, RGB-D: the last one is the ICP),
+    "selection", "total".
+    mode: "rgb" or "rgbd".
+    """
+
+    obj_id: int | str
+    status: str
+    reason: str = ""
+    T_cam_obj: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    score: float = float("nan")
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    mode: str = "rgb"
+    box_xywh: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @classmethod
+    def failed(cls, obj_id, reason: str, **kw) -> "PoseResult":
+        return cls(obj_id=obj_id, status=STATUS_FAILED, reason=reason, **kw)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (lists instead of arrays)."""
+        def conv(x):
+            if isinstance(x, np.ndarray):
+                return x.tolist()
+            if isinstance(x, (np.floating, np.integer)):
+                return x.item()
+            if isinstance(x, dict):
+                return {k: conv(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [conv(v) for v in x]
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            return x
+        d = asdict(self)
+        return conv(d)

@@ -1,0 +1,170 @@
+"""PoseEstimator end to end on a synthetic frame of a textured procedural box (seeded), the
+refinement on its own, the covariance, and every failure path."""
+import numpy as np
+import pytest
+
+from coop_ros.backends.base import NO_MATCH, Backend, CoarseMatcher, CoarseMatches
+from coop_ros.errors import InputError
+from coop_ros.geometry.se3 import make_pose, perturb_pose, pose_errors, random_rotation
+from coop_ros.pipeline import Detection, PoseConfig, PoseResult, Reason
+from coop_ros.pipeline.estimator import PoseEstimator
+from coop_ros.pipeline.refine import QueryImage, refine_rgb, refine_rgbd
+
+K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from coop_ros.bop.procedural import make_object, random_background
+    from coop_ros.render.renderer import Light
+    obj = make_object("textured_box", seed=0)
+    est = PoseEstimator(PoseConfig(template_cache_dir=str(tmp_path_factory.mktemp("tpl"))))
+    est.add_object(1, obj)
+    est.renderer.add_object("scene", obj)
+    frames = {}
+    for seed in (1, 6):
+        rng = np.random.default_rng(seed)
+        R = random_rotation(rng)
+        t = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.07, 0.07), rng.uniform(0.5, 0.8)])
+        T = make_pose(R, t - R @ obj.center)
+        bg = random_background(480, 640, rng)
+        out = est.renderer.render_scene([("scene", T)], K, 640, 480, light=Light.random(rng),
+                                        background=bg)
+        rows, cols = np.nonzero(out.mask[0])
+        box = (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+        depth = out.depth[0] + (out.depth[0] == 0) * 1.2   # a wall behind the object
+        frames[seed] = (out.rgb[0], depth, box, T)
+    yield est, obj, frames
+    est.release()
+
+
+def test_rgbd_estimate_close_to_gt(setup):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    r = est.estimate(rgb, K, [Detection(1, box)], depth=depth, mode="rgbd", num_hypotheses=1)[0]
+    assert r.ok, r.reason
+    rot, tr = pose_errors(r.T_cam_obj, T)
+    assert rot < 2.0 and tr < 0.005
+    assert len(r.hypotheses) == 1 and r.hypotheses[0].T_coarse.shape == (4, 4)
+    for k in ("templates", "crop", "coarse", "refine", "refine_iter_0", "selection", "total"):
+        assert k in r.timings
+    C = r.covariance
+    assert C.shape == (6, 6) and np.allclose(C, C.T)
+    assert np.linalg.eigvalsh(C).min() > 0
+
+
+def test_rgb_estimate_close_to_gt(setup):
+    est, obj, frames = setup
+    rgb, _, box, T = frames[6]
+    r = est.estimate(rgb, K, [Detection(1, box)], mode="rgb", num_hypotheses=2)[0]
+    assert r.ok, r.reason
+    rot, tr = pose_errors(r.T_cam_obj, T)
+    assert rot < 3.0 and tr < 0.02
+    assert 1 <= len(r.hypotheses) <= 2
+    assert r.hypotheses[0].score >= max(h.score for h in r.hypotheses)
+    C = r.covariance
+    assert C.shape == (6, 6) and np.allclose(C, C.T) and np.linalg.eigvalsh(C).min() > 0
+
+
+def test_refinement_improves_a_perturbed_pose(setup):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    reg = est._objects[1]
+    rng = np.random.default_rng(3)
+    T0 = perturb_pose(T, 6.0, 0.015, rng)
+    q = QueryImage(rgb, K)
+    r = refine_rgb(T0, q, est.renderer, reg.key, obj, est.backend, iterations=4)
+    rot0, tr0 = pose_errors(T0, T)
+    rot, tr = pose_errors(r.T, T)
+    assert rot < 0.5 * rot0 and tr < 0.5 * tr0
+    qd = QueryImage(rgb, K, depth)
+    r = refine_rgbd(T0, qd, est.renderer, reg.key, obj, est.backend)
+    rot, tr = pose_errors(r.T, T)
+    assert rot < 1.0 and tr < 0.003
+
+
+# ------------------------------------------------------------------ failure paths
+
+def test_unknown_object(setup):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    r = est.estimate(rgb, K, [Detection(99, box)])[0]
+    assert r.status == "failed" and r.reason.startswith(Reason.UNKNOWN_OBJECT)
+    assert r.T_cam_obj is None and r.covariance is None
+
+
+def test_box_outside_image(setup):
+    est, obj, frames = setup
+    rgb = frames[1][0]
+    r = est.estimate(rgb, K, [Detection(1, (700, 500, 50, 50))])[0]
+    assert r.status == "failed" and r.reason.startswith(Reason.BOX_OUTSIDE_IMAGE)
+    assert r.T_cam_obj is None
+
+
+def test_empty_depth_in_box(setup):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    d = depth.copy()
+    x, y, w, h = box
+    d[y:y + h, x:x + w] = 0
+    r = est.estimate(rgb, K, [Detection(1, box)], depth=d, mode="rgbd")[0]
+    assert r.status == "failed" and r.reason.startswith(Reason.EMPTY_DEPTH)
+
+
+def test_bad_call_raises(setup):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    with pytest.raises(InputError, match="depth"):
+        est.estimate(rgb, K, [Detection(1, box)], mode="rgbd")
+    with pytest.raises(InputError, match="mode"):
+        est.estimate(rgb, K, [Detection(1, box)], mode="rgbx")
+
+
+class _StubMatcher(CoarseMatcher):
+    """Returns fixed patch matches (to drive the coarse stage's failure paths)."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def prepare(self, bank):
+        return None
+
+    def match(self, query, bank, prepared=None):
+        T, P = len(bank), (query.size // 16) ** 2
+        idx = np.full((T, P), NO_MATCH, np.int64)
+        scores = np.zeros(T)
+        if self.kind == "few":
+            idx[:, :3] = 90
+            scores[:] = 1.0
+        elif self.kind == "degenerate":   # every patch -> the same template pixel
+            idx[:] = 90
+            scores[:] = 1.0
+        return CoarseMatches(idx, np.zeros((T, P, 2), np.float32),
+                             (idx != NO_MATCH).astype(np.float32), scores)
+
+
+@pytest.mark.parametrize("kind,reason", [("none", Reason.NO_TEMPLATE_MATCHED),
+                                         ("few", Reason.TOO_FEW_CORRESPONDENCES),
+                                         ("degenerate", Reason.PNP_FAILED)])
+def test_coarse_failures(setup, kind, reason):
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    saved = est.backend
+    try:
+        est.backend = Backend("stub", _StubMatcher(kind), saved.flow, saved.scorer)
+        r = est.estimate(rgb, K, [Detection(1, box)], mode="rgb", num_hypotheses=1)[0]
+    finally:
+        est.backend = saved
+    assert isinstance(r, PoseResult)
+    assert r.status == "failed" and r.reason.startswith(reason), r.reason
+    assert r.T_cam_obj is None
+
+
+def test_config_validation():
+    with pytest.raises(InputError, match="crop_size"):
+        PoseConfig(crop_size=100).validate()
+    with pytest.raises(InputError, match="n_templates"):
+        PoseConfig(n_templates=40).validate()
+    with pytest.raises(InputError, match="unknown PoseConfig"):
+        PoseConfig.from_dict({"crop": 224})
+    assert PoseConfig.from_dict({"num_hypotheses": 3}).num_hypotheses == 3
