@@ -1,0 +1,272 @@
+"""coop_ros.ros without a running node: approximate-time sync, the one-slot frame buffer, the
+parameter record, message conversions and the generated message packages."""
+import json
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coop_ros.ros.params import ConfigError, NodeConfig, parse_symmetry
+from coop_ros.ros.sync import ApproximateSync, LatestSlot
+
+REPO = Path(__file__).resolve().parents[1]
+MS = 1_000_000
+
+
+# ----------------------------------------------------------------------------- sync
+def test_sync_matches_within_slop_and_drops_older():
+    s = ApproximateSync(["image", "det", "depth"], slop_s=0.02, queue_size=5)
+    assert s.add("image", 100 * MS, "i1") is None
+    assert s.add("det", 105 * MS, "d1") is None
+    out = s.add("depth", 115 * MS, "z1")
+    assert out == {"image": "i1", "det": "d1", "depth": "z1"}
+    assert s.matched == 1 and s.pending() == {"image": 0, "det": 0, "depth": 0}
+    # outside the slop: no match
+    s.add("image", 200 * MS, "i2")
+    s.add("det", 200 * MS, "d2")
+    assert s.add("depth", 230 * MS, "z2") is None
+    # a newer complete frame wins; the incomplete older image is dropped and counted
+    s.add("image", 300 * MS, "i3")
+    s.add("det", 301 * MS, "d3")
+    out = s.add("depth", 299 * MS, "z3")
+    assert out == {"image": "i3", "det": "d3", "depth": "z3"}
+    assert s.dropped["image"] == 1 and s.dropped["det"] == 1 and s.dropped["depth"] == 1
+    assert s.pending() == {"image": 0, "det": 0, "depth": 0}
+
+
+def test_sync_picks_closest_and_bounds_queues():
+    s = ApproximateSync(["image", "det"], slop_s=0.05, queue_size=3)
+    for k in range(10):                       # detections only: the queue stays bounded
+        s.add("det", k * 10 * MS, f"d{k}")
+    assert s.pending()["det"] == 3 and s.dropped["det"] == 7
+    out = s.add("image", 82 * MS, "img")     # closest det is 80 ms
+    assert out == {"image": "img", "det": "d8"}
+    assert s.pending()["det"] == 1            # d9 (newer) kept
+
+
+def test_sync_zero_slop_exact_and_bad_arguments():
+    s = ApproximateSync(["a", "b"], slop_s=0.0)
+    assert s.add("a", 5, 1) is None
+    assert s.add("b", 6, 2) is None
+    assert s.add("b", 5, 3) == {"a": 1, "b": 3}
+    for kw in ({"names": []}, {"names": ["a", "a"]}, {"names": ["a"], "slop_s": -1},
+               {"names": ["a"], "queue_size": 0}):
+        with pytest.raises(ValueError):
+            ApproximateSync(**kw)
+
+
+def test_latest_slot_drops_stale_and_wakes_worker():
+    slot = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True
+    assert slot.dropped == 2 and slot.get(timeout=0.1) == 3
+    assert slot.get(timeout=0.05) is None
+    got = []
+    t = threading.Thread(target=lambda: got.append(slot.get(timeout=5)))
+    t.start()
+    slot.put("x")
+    t.join(2)
+    assert got == ["x"]
+    slot.close()
+    assert slot.get(timeout=5) is None and slot.closed
+
+
+# ----------------------------------------------------------------------------- parameters
+def _flat(**kw):
+    d = {"objects.names": ["box"], "objects.box.mesh": "/m/box.ply", "objects.box.class_id": 3}
+    d.update(kw)
+    return d
+
+
+def test_config_defaults_objects_and_symmetry(tmp_path):
+    cfg = NodeConfig.from_flat(_flat(**{"objects.box.symmetry": "discrete:z:4"}))
+    assert cfg.mode == "rgbd" and cfg.backend == "auto" and cfg.num_hypotheses == 5
+    o = cfg.objects[0]
+    assert (o.name, o.class_id, o.units) == ("box", "3", "mm")
+    assert len(o.symmetry["symmetries_discrete"]) == 3
+    T = np.asarray(o.symmetry["symmetries_discrete"][0]).reshape(4, 4)
+    assert np.allclose(T[:3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-9)
+    assert parse_symmetry("continuous:z") == {
+        "symmetries_continuous": [{"axis": [0.0, 0.0, 1.0], "offset": [0.0, 0.0, 0.0]}]}
+    assert parse_symmetry("none") is None
+    # objects file: relative mesh paths are relative to the file
+    f = tmp_path / "objs.yaml"
+    f.write_text("objects:\n  - {name: can, class_id: 7, mesh: m/can.ply, units: m}\n")
+    cfg = NodeConfig.from_flat({"objects_file": str(f)})
+    assert cfg.objects[0].mesh == str(tmp_path / "m" / "can.ply")
+    assert cfg.objects[0].class_id == "7" and cfg.objects[0].units == "m"
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"num_hypotheses": 0}, ["num_hypotheses", "got 0"]),
+    ({"mode": "depth"}, ["mode", "'depth'"]),
+    ({"backend": "magic"}, ["backend", "'magic'"]),
+    ({"device": "gpu"}, ["device", "'gpu'"]),
+    ({"crop_size": 100}, ["crop_size", "multiple of 16", "100"]),
+    ({"min_score": 1.5}, ["min_score", "1.5"]),
+    ({"sync_slop": -0.1}, ["sync_slop", "-0.1"]),
+    ({"publish.tf": "yes"}, ["publish.tf", "'yes'"]),
+    ({"objects.box.units": "cm"}, ["objects.box.units", "'cm'"]),
+    ({"objects.box.symmetry": "spiral"}, ["objects.box.symmetry", "'spiral'"]),
+    ({"objects.box.mesh": ""}, ["objects.box.mesh"]),
+    ({"objects.names": ["bad name"]}, ["objects.names", "'bad name'"]),
+    ({"objects.names": []}, ["no objects configured"]),
+    ({"frobnicate": 1}, ["unknown parameter 'frobnicate'"]),
+])
+def test_config_errors_name_the_bad_value(changes, words):
+    with pytest.raises(ConfigError) as e:
+        NodeConfig.from_flat(_flat(**changes))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_config_runtime_updates():
+    cfg = NodeConfig.from_flat(_flat())
+    new = cfg.updated({"num_hypotheses": 2, "min_score": 0.3, "publish.markers": False})
+    assert (new.num_hypotheses, new.min_score, new.publish["markers"]) == (2, 0.3, False)
+    assert new.objects == cfg.objects and cfg.num_hypotheses == 5
+    with pytest.raises(ConfigError, match="'backend' cannot change while the node runs"):
+        cfg.updated({"backend": "weight-free"})
+    with pytest.raises(ConfigError, match="'num_hypotheses'.*got 99"):
+        cfg.updated({"num_hypotheses": 99})
+
+
+def test_shipped_config_validates():
+    import yaml
+    data = yaml.safe_load((REPO / "config" / "coop.yaml").read_text())
+    params = data["/**"]["ros__parameters"]
+
+    def flatten(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flatten(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+    flat = dict(flatten(params))
+    from coop_ros.ros.params import PARAMETERS
+    assert set(flat) - {"objects.names"} <= set(PARAMETERS)
+    assert set(PARAMETERS) - {"objects.names"} <= set(flat), "config/coop.yaml misses parameters"
+    cfg = NodeConfig.from_flat(dict(flat, **{"objects_file": str(REPO / "config" /
+                                                               "objects.example.yaml")}))
+    assert [o.name for o in cfg.objects] == ["cereal_box", "soup_can"]
+
+
+# ----------------------------------------------------------------------------- conversions
+def test_image_and_depth_conversions():
+    from std_msgs.msg import Header
+
+    from coop_ros.errors import InputError
+    from coop_ros.ros import conversions as conv
+    from coop_ros.ros.replay import make_camera_info, make_depth, make_detections, make_image
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    h = Header(frame_id="cam")
+    for enc in ("rgb8", "bgr8"):
+        assert np.array_equal(conv.image_to_rgb(make_image(rgb, h, enc)), rgb)
+    mono = conv.image_to_rgb(make_image(rgb, h, "mono8"))
+    assert mono.shape == (5, 7, 3) and np.array_equal(mono[..., 0], mono[..., 2])
+    bad = make_image(rgb, h)
+    bad.encoding = "yuv422"
+    with pytest.raises(InputError, match="unsupported encoding 'yuv422'"):
+        conv.image_to_rgb(bad)
+    d = rng.uniform(0.3, 2.0, (5, 7)).astype(np.float32)
+    d[0, 0] = 0
+    d16 = conv.depth_to_m(make_depth(d, h, "16UC1"))
+    assert np.abs(d16 - d).max() <= 0.0005 + 1e-6
+    d32 = d.copy()
+    d32[1, 1] = np.nan
+    out = conv.depth_to_m(make_depth(d32, h, "32FC1"))
+    assert out[1, 1] == 0 and np.allclose(out[2:], d[2:])
+    K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    K2, size = conv.camera_info_to_K(make_camera_info(K, 640, 480, h))
+    assert np.allclose(K2, K) and size == (640, 480)
+    dets = conv.detections_from_msg(make_detections([("3", (10, 20, 30, 40), 0.7)], h))
+    assert dets[0]["class_id"] == "3" and np.allclose(dets[0]["box_xywh"], [10, 20, 30, 40])
+
+
+def test_pose_with_covariance_roundtrip():
+    from coop_ros.geometry.se3 import quat_xyzw_to_matrix, random_rotation
+    from coop_ros.ros.conversions import pose_with_covariance
+    T = np.eye(4)
+    T[:3, :3] = random_rotation(np.random.default_rng(1))
+    T[:3, 3] = [0.1, -0.2, 0.8]
+    A = np.random.default_rng(2).normal(size=(6, 6))
+    cov = A @ A.T
+    m = pose_with_covariance(T, cov)
+    q = m.pose.orientation
+    assert np.allclose(quat_xyzw_to_matrix(np.array([q.x, q.y, q.z, q.w])), T[:3, :3], atol=1e-9)
+    assert np.allclose(np.reshape(m.covariance, (6, 6)), cov)
+    assert np.allclose(np.reshape(pose_with_covariance(T, None).covariance, (6, 6)), -np.eye(6))
+
+
+# ----------------------------------------------------------------------------- messages
+# RIHS01 hashes of the upstream packages as published by real ROS 2 (Jazzy) nodes / golden tests
+UPSTREAM_HASHES = {
+    "tf2_msgs/msg/TFMessage":
+        "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
+    "tf2_msgs/msg/TF2Error":
+        "RIHS01_db2485e7d6a0ec75bf087e058ee45df682acc3a621ca7780503d10aac141809a",
+    "vision_msgs/msg/Detection3DArray":
+        "RIHS01_793f5eab9595ac1c0da07873cc859db42eae51f0ee76056db8562515d830e018",
+}
+
+
+@pytest.mark.parametrize("type_name", sorted(UPSTREAM_HASHES))
+def test_generated_messages_match_upstream_type_hash(type_name):
+    desc = Path(sys.prefix) / "share" / f"{type_name}.json"
+    if not desc.is_file():
+        pytest.skip(f"{desc} not generated here (a ROS install provides the package)")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
+    assert hashes[type_name] == UPSTREAM_HASHES[type_name]
+
+
+def test_vision_msgs_field_layout():
+    import vision_msgs.msg as vm
+    assert vm.Detection2D.get_fields_and_field_types() == {
+        "header": "std_msgs/Header", "results": "sequence<vision_msgs/ObjectHypothesisWithPose>",
+        "bbox": "vision_msgs/BoundingBox2D", "id": "string"}
+    assert vm.Detection3D.get_fields_and_field_types()["bbox"] == "vision_msgs/BoundingBox3D"
+    assert vm.BoundingBox2D.get_fields_and_field_types() == {
+        "center": "vision_msgs/Pose2D", "size_x": "double", "size_y": "double"}
+    assert vm.Pose2D.get_fields_and_field_types() == {"position": "vision_msgs/Point2D",
+                                                      "theta": "double"}
+    assert vm.ObjectHypothesis.get_fields_and_field_types() == {"class_id": "string",
+                                                                "score": "double"}
+
+
+def test_compressed_image():
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from coop_ros.errors import InputError
+    from coop_ros.ros.conversions import compressed_to_rgb
+    rgb = np.random.default_rng(3).integers(0, 255, (6, 9, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    m = CompressedImage(format="png", data=png.tobytes())
+    assert np.array_equal(compressed_to_rgb(m), rgb)
+    with pytest.raises(InputError, match="cannot decode"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"garbage"))
+
+
+def test_mesh_markers(tmp_path):
+    import trimesh
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker
+
+    from coop_ros.objects import ObjectModel
+    from coop_ros.ros.markers import mesh_markers
+    obj = ObjectModel.from_trimesh(trimesh.creation.box((0.1, 0.2, 0.3)), units="m", name="b")
+    T = np.eye(4)
+    T[:3, 3] = [0.0, 0.1, 0.7]
+    item = {"instance_id": "b_0", "name": "b", "T": T, "obj": obj,
+            "mesh": str(tmp_path / "b.ply"), "units": "mm", "color": (0, 255, 0)}
+    arr = mesh_markers(Header(frame_id="cam"), [item], "mesh_resource")
+    assert arr.markers[0].action == Marker.DELETEALL
+    m = arr.markers[1]
+    assert m.type == Marker.MESH_RESOURCE and m.mesh_resource == (tmp_path / "b.ply").as_uri()
+    assert m.scale.x == pytest.approx(1e-3) and m.pose.position.z == pytest.approx(0.7)
+    assert arr.markers[2].type == Marker.TEXT_VIEW_FACING and arr.markers[2].text == "b_0"
+    tri = mesh_markers(Header(frame_id="cam"), [item], "triangle_list").markers[1]
+    assert tri.type == Marker.TRIANGLE_LIST and len(tri.points) == 3 * len(obj.faces)
