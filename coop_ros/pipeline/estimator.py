@@ -323,13 +323,18 @@ def _add_eval_args(group) -> None:
                        "bbox_obj")
     group.add_argument("--backend", default="weight-free", help="coop: backend")
     group.add_argument("--template-cache", default=None, help="coop: template cache folder")
+    for slot in ("coarse", "refiner", "selection"):
+        group.add_argument(f"--{slot}-ckpt", default=None,
+                           help=f"coop: {slot} network checkpoint (backend coop / auto)")
 
 
 def _eval_factory(args, dataset):
     from coop_ros.bop.dataset import Estimate
     from coop_ros.bop.evaluate import valid_gt_indices
     cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
-                     device=getattr(args, "device", "cpu") or "cpu").validate()
+                     device=getattr(args, "device", "cpu") or "cpu",
+                     coarse_ckpt=args.coarse_ckpt, refiner_ckpt=args.refiner_ckpt,
+                     selection_ckpt=args.selection_ckpt).validate()
     est = PoseEstimator(cfg)
 
     def estimate(frame, targets):

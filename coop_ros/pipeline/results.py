@@ -76,6 +76,9 @@ class PoseConfig:
     torch_threads: torch intra-op threads while estimating (restored afterwards; None: leave
         torch's setting). 1 by default: the solves are small and threads only add overhead.
     seed: seed of the randomised robust estimators (results are deterministic for a seed).
+    coarse_ckpt / refiner_ckpt / selection_ckpt: checkpoint files of the learned backend
+        ("coop"; "auto" uses it when any is set). A slot without a checkpoint keeps its
+        weight-free implementation.
     """
 
     backend: str = "weight-free"
@@ -96,6 +99,9 @@ class PoseConfig:
     device: str = "cpu"
     torch_threads: int | None = 1
     seed: int = 0
+    coarse_ckpt: str | None = None
+    refiner_ckpt: str | None = None
+    selection_ckpt: str | None = None
 
     def validate(self) -> "PoseConfig":
         """Check every field; raises InputError naming the bad one. Returns self."""
@@ -131,6 +137,10 @@ class PoseConfig:
         if not isinstance(self.device, str) or not (self.device == "cpu"
                                                     or self.device.startswith("cuda")):
             bad("device", "must be 'cpu', 'cuda' or 'cuda:N'")
+        for name in ("coarse_ckpt", "refiner_ckpt", "selection_ckpt"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v):
+                bad(name, "must be a checkpoint file path or None")
         return self
 
     @classmethod

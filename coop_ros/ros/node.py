@@ -151,21 +151,6 @@ def load_objects(cfg: NodeConfig, log=None) -> dict:
     return out
 
 
-def _node_pose_config():
-    """PoseConfig + the checkpoint paths the learned backend reads (``<slot>_ckpt`` attributes
-    of the config it is built from; PoseConfig itself has no such fields)."""
-    from dataclasses import dataclass
-
-    from coop_ros.pipeline.results import PoseConfig
-
-    @dataclass
-    class NodePoseConfig(PoseConfig):
-        coarse_ckpt: str | None = None
-        refiner_ckpt: str | None = None
-        selection_ckpt: str | None = None
-    return NodePoseConfig
-
-
 class _Rate:
     """Message counter -> rate over the last window."""
 
@@ -367,8 +352,9 @@ class CoopNode(Node):
     def _worker_main(self) -> None:
         try:
             from coop_ros.pipeline.estimator import PoseEstimator
-            pc = _node_pose_config()(**self.cfg.pose_config_kwargs(self.backend_name),
-                                     **{f"{k}_ckpt": v for k, v in self._ckpts.items()})
+            from coop_ros.pipeline.results import PoseConfig
+            pc = PoseConfig(**self.cfg.pose_config_kwargs(self.backend_name),
+                            **{f"{k}_ckpt": v for k, v in self._ckpts.items()})
             est = PoseEstimator(pc)
             for name, obj in self.models.items():
                 dt = est.add_object(name, obj)
