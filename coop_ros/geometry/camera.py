@@ -15,7 +15,9 @@ Conventions
 * Boxes are BOP ``(x, y, w, h)`` in pixels: ``x, y`` index the first (top-left) pixel inside the
   box, ``w, h`` count pixels, so the box's continuous extent is
   ``[x - 0.5, x + w - 0.5] x [y - 0.5, y + h - 0.5]`` and its centre is
-  ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
+  ``(x + w/2 - 0.5, y + h/2 - 0.5)``. (BOP's own ``scene_gt_info`` boxes use
+  ``w = x_max - x_min``, one pixel less than the count; the half-pixel difference is far inside
+  the crop margin, so such boxes are used as they are.)
 """
 from __future__ import annotations
 

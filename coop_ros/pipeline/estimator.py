@@ -126,6 +126,13 @@ class PoseEstimator:
     def has_object(self, obj_id) -> bool:
         return obj_id in self._objects
 
+    def render_key(self, obj_id) -> str:
+        """Key of a registered object's mesh in :attr:`renderer` (for overlays drawn with the same
+        renderer, without uploading the mesh again). Raises InputError for an unknown id."""
+        if obj_id not in self._objects:
+            raise InputError(f"unknown object id {obj_id!r}; registered: {sorted(map(str, self._objects))}")
+        return self._objects[obj_id].key
+
     # ------------------------------------------------------------------ estimation
     def estimate(self, rgb, K, detections, depth=None, mode: str = "rgb",
                  num_hypotheses: int | None = None, coarse_only: bool = False

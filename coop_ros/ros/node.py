@@ -358,7 +358,6 @@ class CoopNode(Node):
             est = PoseEstimator(pc)
             for name, obj in self.models.items():
                 dt = est.add_object(name, obj)
-                est.renderer.add_object(f"overlay:{name}", obj)
                 self.get_logger().info(f"object '{name}' registered ({dt:.1f} s, diameter "
                                        f"{obj.diameter * 1000:.0f} mm)")
             self._estimator = est
@@ -474,7 +473,7 @@ class CoopNode(Node):
             marker_items.append({"instance_id": iid, "name": spec.name, "T": r.T_cam_obj,
                                  "obj": obj, "mesh": spec.mesh, "units": spec.units,
                                  "color": color})
-            overlay_items.append({"key": f"overlay:{spec.name}", "T": r.T_cam_obj,
+            overlay_items.append({"key": self._estimator.render_key(spec.name), "T": r.T_cam_obj,
                                   "box": d["box_xywh"], "color": color,
                                   "label": f"{iid} {r.score:.2f}"})
             if cfg.publish["object_poses"]:
