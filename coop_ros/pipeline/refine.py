@@ -99,6 +99,24 @@ def render_view(renderer, key: str, T: np.ndarray, K_crop: np.ndarray, size: int
                      xyz=out.xyz[0])
 
 
+def _render_at(query: QueryImage, T: np.ndarray, renderer, key: str, obj, size: int):
+    """(crop following T, its intrinsics (3, 3), rendering at T in that crop)."""
+    crop = pose_crop(query, T, obj, size)
+    Kc = crop.intrinsics(query.K)
+    return crop, Kc, render_view(renderer, key, T, Kc, size)
+
+
+def _render_and_flow(query: QueryImage, T: np.ndarray, renderer, key: str, obj,
+                     backend: Backend, size: int, use_depth: bool):
+    """One render-and-compare step: render at T, crop the query alike, flow render -> query.
+    Returns (K_crop, rendering, query crop, FlowField); EstimationError on an empty rendering."""
+    crop, Kc, rend = _render_at(query, T, renderer, key, obj, size)
+    if not rend.mask.any():
+        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
+    q = query.view(crop, use_depth=use_depth)
+    return Kc, rend, q, backend.flow.flow(rend, q)
+
+
 def _grid(S: int) -> np.ndarray:
     return np.stack(np.meshgrid(np.arange(S, dtype=np.float64), np.arange(S, dtype=np.float64)),
                     -1)
@@ -150,13 +168,8 @@ def refine_rgb(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backe
     grid = _grid(size)
     for k in range(max(iterations, 1)):
         t0 = time.perf_counter()
-        crop = pose_crop(query, T, obj, size)
-        Kc = crop.intrinsics(query.K)
-        rend = render_view(renderer, key, T, Kc, size)
-        if not rend.mask.any():
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
-        q = query.view(crop, use_depth=False)
-        ff = backend.flow.flow(rend, q)
+        Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
+                                           use_depth=False)
         W = ff.confidence(radius_px)
         sel = rend.mask & (W > 0.01)
         rows, cols = _subsample(sel, max_points)
@@ -286,9 +299,7 @@ def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, ob
     D = obj.diameter
     for k in range(iterations):
         t0 = time.perf_counter()
-        crop = pose_crop(query, T, obj, size)
-        Kc = crop.intrinsics(query.K)
-        rend = render_view(renderer, key, T, Kc, size)
+        crop, Kc, rend = _render_at(query, T, renderer, key, obj, size)
         zq = crop.warp(query.depth.astype(np.float32), "nearest").astype(np.float64)
         Po = _backproject_map(zq, Kc)
         Pr = _backproject_map(rend.depth, Kc)
@@ -339,13 +350,8 @@ def refine_rgbd(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, back
     n_corr = 0
     for k in range(iterations):
         t0 = time.perf_counter()
-        crop = pose_crop(query, T, obj, size)
-        Kc = crop.intrinsics(query.K)
-        rend = render_view(renderer, key, T, Kc, size)
-        if not rend.mask.any():
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
-        q = query.view(crop)
-        ff = backend.flow.flow(rend, q)
+        Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
+                                           use_depth=True)
         W = ff.confidence(radius_px)
         tgt = grid + ff.mu
         tu = np.rint(tgt[..., 0]).astype(int)
