@@ -8,4 +8,7 @@ cd "$ROOT"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec "$ROOT/.venv/bin/python" -m pytest test -q -p no:cacheprovider "$@"
+# Arguments naming test files / node ids run just those; otherwise the whole folder test/.
+targets=(test)
+for a in "$@"; do [[ -e "${a%%::*}" ]] && targets=(); done
+exec "$ROOT/.venv/bin/python" -m pytest "${targets[@]}" -q -p no:cacheprovider "$@"
