@@ -166,3 +166,81 @@ def test_fixed_pairs_repeat_every_epoch(dataset):
     b = ds[2]
     src.release()
     assert torch.equal(a["render"], b["render"]) and torch.equal(a["label"], b["label"])
+
+
+def test_bf16_forward_matches_fp32_and_learns(dataset):
+    """precision: bf16 (autocast) gives the fp32 loss to bf16 accuracy, float32 outputs, and
+    still overfits (CPU autocast here; the same code path runs on CUDA)."""
+    from coop_ros.train.loop import forward_loss
+
+    b = _batch(dataset, "coarse", 64)
+    torch.manual_seed(0)
+    net = CoarseNet("tiny", key_dim=32)
+    c32 = _cfg(dataset, "unused", 1)
+    c16 = _cfg(dataset, "unused", 1)
+    c16.precision = "bf16"
+    with torch.no_grad():
+        l32, _ = forward_loss(net, b, c32)
+        l16, _ = forward_loss(net, b, c16)
+    assert l16.dtype == torch.float32
+    assert abs(float(l16) - float(l32)) < 0.03 * float(l32)
+    first, last = _fit(net, lambda m: forward_loss(m, b, c16), 40)
+    print("bf16 coarse", {k: (round(first[k], 3), round(last[k], 3)) for k in first})
+    assert last["loss"] < 0.6 * first["loss"]
+    assert last["acc_match"] > first["acc_match"] + 0.2
+
+
+def test_refiner_bf16_with_pose_loss_is_finite(dataset):
+    from coop_ros.train.loop import forward_loss
+
+    cfg = _cfg(dataset, "unused", 1, task="refiner")
+    cfg.precision = "bf16"
+    b = _batch(dataset, "refiner", 64, n=2)
+    torch.manual_seed(0)
+    net = RefinerNet("tiny", layer_dims=(8, 16, 32, 64), feature_dim=16, last_dim=8)
+    loss, m = forward_loss(net, b, cfg)
+    loss.backward()
+    assert loss.dtype == torch.float32 and np.isfinite(loss.item())
+    assert {"epe", "pose", "nll"} <= set(m)
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_time_budget_stops_with_a_final_checkpoint(dataset, tmp_path):
+    cfg = _cfg(dataset, tmp_path / "budget", 1000)
+    cfg.max_minutes = 0.25 / 60           # 0.25 s: far fewer than 1000 steps
+    s = train(cfg, progress=False)
+    assert s["stopped"] == "time" and s["step"] < 1000
+    ck = read_checkpoint(tmp_path / "budget" / "ckpt_final.pt")
+    assert ck["extra"]["step"] == s["step"]
+    last = json.loads((tmp_path / "budget" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["stopped"] == "time" and last["step"] == s["step"] and "val" in last
+    # resumable: the budget's ckpt_last continues to a fixed step count
+    cfg2 = _cfg(dataset, tmp_path / "budget", s["step"] + 2)
+    s2 = train(cfg2, resume=str(tmp_path / "budget" / "ckpt_last.pt"), progress=False)
+    assert s2["step"] == s["step"] + 2 and s2["stopped"] == "steps"
+
+
+def test_precision_and_budget_validation():
+    from coop_ros.errors import InputError
+
+    base = {"data": {"train": ["x"]}}
+    with pytest.raises(InputError, match="precision"):
+        TrainConfig.from_dict({**base, "precision": "fp16"})
+    with pytest.raises(InputError, match="max_minutes"):
+        TrainConfig.from_dict({**base, "max_minutes": 0})
+    with pytest.raises(InputError, match="render_device"):
+        TrainConfig.from_dict({**base, "data": {"train": ["x"], "render_device": "gpu"}})
+    with pytest.raises(InputError, match="replaced by 'precision: bf16'"):
+        TrainConfig.from_dict({**base, "amp": True})
+    assert TrainConfig.from_dict({**base, "amp": False}).precision == "fp32"   # old checkpoints
+
+
+def test_spawned_workers_render_their_own_pairs(dataset, tmp_path):
+    """data.workers > 0 (default worker_start: spawn) while the training process already holds
+    a renderer (validation pairs): the dataset pickles, each worker opens its own renderer,
+    training steps run (a forked worker hung here)."""
+    cfg = _cfg(dataset, tmp_path / "spawn", 2)
+    cfg.data.workers = 1
+    s = train(cfg, progress=False)
+    assert s["step"] == 2 and np.isfinite(s["train"]["loss"])

@@ -143,3 +143,31 @@ def test_config_validation_names_the_field(tmp_path):
     assert TrainConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
     with pytest.raises(InputError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_train_configs_validate():
+    """Every config/train_*.yaml loads: no unknown key, every value in range."""
+    from pathlib import Path
+
+    from coop_ros.train.config import load_config
+
+    files = sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml"))
+    assert len(files) >= 11
+    tasks = {load_config(f).task for f in files}
+    assert tasks == {"coarse", "refiner", "selection"}
+
+
+def test_dotted_overrides(tmp_path):
+    from coop_ros.train.config import load_config, parse_set
+
+    p = tmp_path / "c.yaml"
+    p.write_text("task: coarse\nmodel: {backbone: large, key_dim: 256}\ndata: {train: [a]}\n")
+    sets = parse_set(["model.backbone=tiny", "batch_size=2", "data.val=[b, c]",
+                      "max_minutes=0.5"])
+    cfg = load_config(p, sets)
+    assert cfg.model == {"backbone": "tiny", "key_dim": 256}
+    assert cfg.batch_size == 2 and cfg.data.val == ["b", "c"] and cfg.max_minutes == 0.5
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_set(["batch_size"])
+    with pytest.raises(InputError, match="data.bogus"):
+        load_config(p, {"data.bogus": 1})

@@ -25,6 +25,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (log.jsonl, checkpoints)")
     p.add_argument("--steps", type=int, default=None, help="override the number of steps")
     p.add_argument("--device", default=None, help="override the device (cpu, cuda)")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
+                   help="override the precision of the forward pass")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="override the wall-clock budget: stop (with a final checkpoint) after it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, dotted keys for sections "
+                   "(--set model.backbone=tiny --set data.workers=0); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--eval", default=None, metavar="CKPT",
                    help="evaluate CKPT ('untrained': the initial network) instead of training; "
@@ -55,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
         from coop_ros.train.shapes import run as run_shapes
         args.device = args.device or "cpu"
         return run_shapes(args)
-    from coop_ros.train.config import TrainConfig, load_config
+    from coop_ros.train.config import TrainConfig, apply_overrides, load_config, parse_set
     from coop_ros.train.loop import train
 
-    overrides = {"task": args.task, "steps": args.steps, "device": args.device}
+    overrides = {"task": args.task, "steps": args.steps, "device": args.device,
+                 "precision": args.precision, "max_minutes": args.max_minutes,
+                 **parse_set(args.set)}
     if args.config:
         cfg = load_config(args.config, overrides)
     elif args.resume:
@@ -66,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
         tc = (read_checkpoint(args.resume).get("extra") or {}).get("train_config")
         if not tc:
             raise InputError(f"checkpoint {args.resume} carries no train config: give --config")
-        tc = dict(tc)
-        tc.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = TrainConfig.from_dict(tc, where=f"train config of {args.resume}")
+        cfg = TrainConfig.from_dict(apply_overrides(dict(tc), overrides),
+                                    where=f"train config of {args.resume}")
     else:
         raise InputError("coop-ros train needs --config FILE.yaml (or --resume CKPT)")
     if args.eval:

@@ -28,10 +28,11 @@ from typing import Any, Mapping
 
 from coop_ros.errors import InputError
 
-__all__ = ["TASKS", "DataConfig", "OptimConfig", "PairConfig", "LossConfig", "AugmentConfig",
-           "TrainConfig", "load_config"]
+__all__ = ["TASKS", "PRECISIONS", "DataConfig", "OptimConfig", "PairConfig", "LossConfig", "AugmentConfig",
+           "TrainConfig", "load_config", "apply_overrides", "parse_set"]
 
 TASKS = ("coarse", "refiner", "selection")
+PRECISIONS = ("fp32", "bf16")
 _ARCH = {"coarse": "coarse", "refiner": "refiner", "selection": "selection"}
 
 
@@ -45,6 +46,12 @@ class DataConfig:
     min_visib_fract: instances less visible than this are not sampled.
     template_cache: template-bank cache folder (None = ``out/train_cache/templates``).
     workers: DataLoader worker processes (0 = render in the training process).
+    render_device: renderer of the pairs (templates, renders at perturbed poses): ``cpu``
+        (Mesa llvmpipe) or ``cuda[:i]`` (the GPU's EGL); None = the training ``device``.
+    worker_start: how DataLoader workers start: ``spawn`` (None, the default) or ``fork``.
+        A worker forked from a process that already holds an EGL context (the training process
+        renders the validation pairs) can hang before its first pair (seen with Mesa llvmpipe);
+        spawned workers start clean and open their own renderer.
     repeats: pairs per instance and epoch (None: enough for ~200 pairs per epoch).
     """
 
@@ -58,6 +65,8 @@ class DataConfig:
     template_cache: str | None = None
     workers: int = 0
     repeats: int | None = None
+    render_device: str | None = None
+    worker_start: str | None = None
 
 
 @dataclass
@@ -153,7 +162,15 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run (see the module docstring)."""
+    """One training run (see the module docstring).
+
+    precision: ``fp32``, or ``bf16`` (the networks' forward under ``torch.autocast`` in
+        bfloat16; weights, optimiser state and losses stay float32, the refiner's LM PnP too).
+    max_minutes: wall-clock budget of this run (None = none): no step starts after it (DDP:
+        rank 0's clock decides for all ranks); the run then validates and writes
+        ``ckpt_final.pt`` (and a resumable ``ckpt_last.pt``) as if ``steps`` were reached; the
+        summary and the last log record say ``stopped: time``.
+    """
 
     task: str = "coarse"
     model: dict = field(default_factory=lambda: {"backbone": "tiny"})
@@ -173,7 +190,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 2
-    amp: bool = False      # reserved (mixed precision is not implemented): must stay false
+    precision: str = "fp32"
+    max_minutes: float | None = None
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
@@ -194,8 +212,13 @@ class TrainConfig:
         if not isinstance(self.device, str) or not (self.device == "cpu"
                                                     or self.device.startswith("cuda")):
             bad("device", "must be 'cpu', 'cuda' or 'cuda:N'", self.device)
-        if self.amp:
-            bad("amp", "is not implemented (mixed precision): set it to false", self.amp)
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {list(PRECISIONS)}", self.precision)
+        if self.max_minutes is not None and (
+                isinstance(self.max_minutes, bool)
+                or not isinstance(self.max_minutes, (int, float))
+                or not (math.isfinite(self.max_minutes) and self.max_minutes > 0)):
+            bad("max_minutes", "must be null or a positive number", self.max_minutes)
         d = self.data
         if not isinstance(d.train, list) or not d.train:
             bad("data.train", "must be a non-empty list of BOP folders", d.train)
@@ -209,6 +232,12 @@ class TrainConfig:
             bad("data.repeats", "must be null or an integer >= 1", d.repeats)
         if not isinstance(d.workers, int) or d.workers < 0:
             bad("data.workers", "must be an integer >= 0", d.workers)
+        if d.render_device is not None and not (
+                isinstance(d.render_device, str)
+                and (d.render_device == "cpu" or d.render_device.startswith("cuda"))):
+            bad("data.render_device", "must be null, 'cpu', 'cuda' or 'cuda:N'", d.render_device)
+        if d.worker_start not in (None, "fork", "spawn"):
+            bad("data.worker_start", "must be null, 'fork' or 'spawn'", d.worker_start)
         p = self.pairs
         for name in ("near_template_prob",):
             if not 0 <= getattr(p, name) <= 1:
@@ -266,6 +295,10 @@ class TrainConfig:
         sections = {"data": DataConfig, "pairs": PairConfig, "loss": LossConfig,
                     "augment": AugmentConfig, "optim": OptimConfig}
         known = {f.name for f in fields(cls)}
+        if "amp" in d:   # train configs stored in checkpoints before `precision` existed
+            if d["amp"]:
+                raise InputError(f"{where}: 'amp' was replaced by 'precision: bf16'")
+            d = {k: v for k, v in d.items() if k != "amp"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -298,8 +331,41 @@ class TrainConfig:
         return cls(**kw).validate()
 
 
+def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
+    """``raw`` with ``overrides`` applied: ``{"steps": 7, "model.backbone": "tiny"}`` (dotted
+    keys reach into sections; None values are skipped)."""
+    raw = dict(raw)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        head, _, rest = str(k).partition(".")
+        if rest:
+            sub = raw.get(head) or {}
+            if not isinstance(sub, Mapping):
+                raise InputError(f"train config: cannot set {k!r}: {head!r} is not a mapping")
+            raw[head] = apply_overrides(dict(sub), {rest: v})
+        else:
+            raw[head] = v
+    return raw
+
+
+def parse_set(items) -> dict:
+    """``["model.backbone=tiny", "batch_size=2"]`` -> ``{"model.backbone": "tiny", "batch_size":
+    2}`` (values read as YAML: numbers, booleans, lists, null)."""
+    import yaml
+
+    out = {}
+    for it in items or ():
+        key, eq, val = str(it).partition("=")
+        if not eq or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE (e.g. model.backbone=tiny), got {it!r}")
+        out[key.strip()] = yaml.safe_load(val)
+    return out
+
+
 def load_config(path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML file (``overrides``: top-level keys replacing the file's, e.g. ``task``)."""
+    """Read a YAML file; ``overrides`` replace its values (top-level keys like ``task``, or
+    dotted ones like ``model.backbone``, see :func:`apply_overrides`)."""
     import yaml
 
     path = Path(path)
@@ -311,8 +377,5 @@ def load_config(path, overrides: Mapping[str, Any] | None = None) -> TrainConfig
         raise InputError(f"train config {path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise InputError(f"train config {path}: top level must be a mapping")
-    raw = dict(raw)
-    for k, v in (overrides or {}).items():
-        if v is not None:
-            raw[k] = v
+    raw = apply_overrides(raw, overrides or {})
     return TrainConfig.from_dict(raw, where=f"train config {path}")

@@ -16,6 +16,10 @@ sharded with ``DistributedSampler`` (each rank draws ``batch_size`` pairs per st
 effective batch is ``world_size x batch_size``), and only rank 0 logs, validates and writes
 checkpoints.
 
+``precision: bf16`` runs the forward passes under bfloat16 autocast (the losses and the refiner's
+LM PnP in float32); ``max_minutes`` stops a run on a wall-clock budget with the same final
+validation and checkpoint as a run that reached ``steps``.
+
 Files in ``out``: ``log.jsonl`` (one JSON object per logged step: step, lr, train/val metrics,
 seconds), ``ckpt_last.pt`` (model + ``extra = {optimizer, scheduler, step, train_config,
 metrics}``, :func:`coop_ros.nets.checkpoint.save_checkpoint`; resume from it), ``ckpt_final.pt``
@@ -23,6 +27,7 @@ at the end (the same without the optimizer state: the file the ``coop`` backend 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,7 +41,7 @@ from coop_ros.errors import InputError
 from coop_ros.train.config import TrainConfig
 
 __all__ = ["lr_at", "build_model_for", "train", "evaluate", "evaluate_checkpoint", "forward_loss",
-           "make_source", "repeats_for"]
+           "make_source", "render_device_for", "repeats_for"]
 
 
 def lr_at(step: int, o) -> float:
@@ -59,12 +64,23 @@ def build_model_for(cfg: TrainConfig) -> torch.nn.Module:
     return model
 
 
-def make_source(cfg: TrainConfig, which: str = "train"):
+def render_device_for(cfg: TrainConfig, local_rank: int = 0) -> str:
+    """Renderer device of the pairs: ``data.render_device``, else the training device (under
+    DDP on CUDA: ``cuda:<local rank>``, the EGL device of the same index)."""
+    dev = cfg.data.render_device or cfg.device
+    if dev == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = f"cuda:{local_rank}"
+    return dev
+
+
+def make_source(cfg: TrainConfig, which: str = "train", render_device: str | None = None):
+    """The :class:`~coop_ros.train.pairs.SceneSource` of the ``train`` or ``val`` folders."""
     from coop_ros.train.pairs import SceneSource
 
     roots = cfg.data.train if which == "train" else cfg.data.val
     ids = cfg.data.obj_ids_train if which == "train" else cfg.data.obj_ids_val
-    return SceneSource(roots, cfg.data, ids, device="cpu", pose_points=cfg.loss.pose_points)
+    return SceneSource(roots, cfg.data, ids, device=render_device or render_device_for(cfg),
+                       pose_points=cfg.loss.pose_points)
 
 
 def repeats_for(n_instances: int) -> int:
@@ -114,18 +130,38 @@ def _to(batch: dict, device) -> dict:
             for k, v in batch.items()}
 
 
+def _float32(out):
+    """Network outputs (tensor or dataclass of tensors) as float32 (losses run in float32)."""
+    if torch.is_tensor(out):
+        return out.float()
+    if dataclasses.is_dataclass(out):
+        return dataclasses.replace(out, **{f.name: _float32(getattr(out, f.name))
+                                           for f in dataclasses.fields(out)})
+    return out
+
+
+def _forward(model, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig):
+    """``model(a, b)``, under bfloat16 autocast when ``cfg.precision == 'bf16'``; float32 out."""
+    if cfg.precision == "bf16":
+        with torch.autocast(device_type=a.device.type, dtype=torch.bfloat16):
+            out = model(a, b)
+        return _float32(out)
+    return model(a, b)
+
+
 def forward_loss(model, batch: dict, cfg: TrainConfig, step: int = 0, with_pose: bool = True):
-    """(loss, metrics) of one batch for ``cfg.task``."""
+    """(loss, metrics) of one batch for ``cfg.task``; the forward in ``cfg.precision``, the
+    losses (and the refiner's differentiable LM PnP) in float32."""
     from coop_ros.train.losses import coarse_loss, refiner_loss, selection_loss
 
     if cfg.task == "coarse":
-        out = model(batch["query"], batch["template"])
+        out = _forward(model, batch["query"], batch["template"], cfg)
         return coarse_loss(out, batch["cls"], batch["offset"], cfg.loss)
     if cfg.task == "refiner":
-        out = model(batch["render"], batch["query"])
+        out = _forward(model, batch["render"], batch["query"], cfg)
         wp = with_pose and step >= cfg.loss.pose_start_step
         return refiner_loss(out, batch, cfg.loss, cfg.pairs.pose_stride, with_pose=wp)
-    logits = model(batch["query"], batch["render"])
+    logits = _forward(model, batch["query"], batch["render"], cfg)
     return selection_loss(logits, batch["label"], cfg.loss)
 
 
@@ -168,6 +204,18 @@ def _param_groups(model, wd: float):
             continue
         (no_decay if p.ndim < 2 else decay).append(p)
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _past(deadline: float, world: int, device) -> bool:
+    """Whether the wall-clock ``deadline`` has passed; under DDP rank 0's clock decides for all
+    ranks (every rank must stop at the same step)."""
+    flag = time.perf_counter() >= deadline
+    if world > 1:
+        import torch.distributed as dist
+        t = torch.tensor([1 if flag else 0], device=device if device.type == "cuda" else "cpu")
+        dist.broadcast(t, src=0)
+        flag = bool(t.item())
+    return flag
 
 
 def _dist_setup(cfg: TrainConfig):
@@ -229,7 +277,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, resume: str | 
         net = DDP(model, device_ids=[local] if device.type == "cuda" else None)
 
     # ---- data
-    src = make_source(cfg, "train")
+    rdev = render_device_for(cfg, local)
+    src = make_source(cfg, "train", rdev)
     acfg = cfg.augment if cfg.augment.enabled else None
     repeats = cfg.data.repeats or repeats_for(len(src.instances))
     ds = PairDataset(src, cfg.task, cfg.pairs, acfg, seed=cfg.seed, repeats=repeats)
@@ -240,6 +289,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, resume: str | 
     else:
         base_sampler = None
     batches_per_epoch = max(1, (len(ds) // world) // cfg.batch_size)
+    mp_context = None
+    if cfg.data.workers > 0:
+        mp_context = cfg.data.worker_start or "spawn"
 
     def loader_for(epoch: int, skip_batches: int = 0):
         ds.set_epoch(epoch)
@@ -253,11 +305,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, resume: str | 
             sampler = _SkipSampler(sampler, skip_batches * cfg.batch_size)
         return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler,
                                            num_workers=cfg.data.workers, drop_last=True,
-                                           persistent_workers=False)
+                                           persistent_workers=False,
+                                           multiprocessing_context=mp_context)
 
     val_loader = None
     if rank == 0 and cfg.data.val and cfg.val_batches > 0:
-        vsrc = make_source(cfg, "val")
+        vsrc = make_source(cfg, "val", rdev)
         vds = PairDataset(vsrc, cfg.task, cfg.pairs, None, seed=cfg.seed + 9999, repeats=1)
         n = min(len(vds), cfg.val_batches * cfg.batch_size)
         idx = np.linspace(0, len(vds) - 1, n).round().astype(int).tolist()
@@ -301,7 +354,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, resume: str | 
                disable=not progress or rank != 0)
     run_m: dict[str, list] = {}
     last_m: dict = {}
+    deadline = None if cfg.max_minutes is None else t_start + 60.0 * cfg.max_minutes
+    stopped = "steps"
     while step < cfg.steps:
+        if deadline is not None and _past(deadline, world, device):
+            stopped = "time"
+            break
         try:
             batch = next(it)
         except StopIteration:
@@ -341,11 +399,21 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, resume: str | 
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step, last_m)
     bar.close()
+    if stopped == "time":
+        if run_m:   # the steps since the last log
+            last_m = {k: float(np.mean(v)) for k, v in run_m.items()}
+        rec = {"step": step, "epoch": epoch, "lr": lr_at(max(step - 1, 0), cfg.optim),
+               "train": last_m, "stopped": "time"}
+        if val_loader is not None:
+            rec["val"] = summary["val_final"] = evaluate(model, val_loader, cfg, device)
+        log(rec)
     if val_loader is not None and "val_final" not in summary:
         summary["val_final"] = evaluate(model, val_loader, cfg, device)
     final = checkpoint(step, last_m, "ckpt_final.pt", with_optimizer=False)
+    if stopped == "time":   # resumable from where the budget ended
+        checkpoint(step, last_m)
     summary.update({"step": step, "train": last_m, "checkpoint": str(final) if final else None,
-                    "seconds": time.perf_counter() - t_start})
+                    "seconds": time.perf_counter() - t_start, "stopped": stopped})
     src.release()
     if world > 1:
         import torch.distributed as dist
