@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run HERE (a machine with PyPI and apt), before a GPU session: collects what the GPU machine's
+# image lacks into .gpu/ (git-ignored; name it in the device tool's `carry`):
+#   .gpu/whl/  cp312 wheels of the core packages missing there (pins from requirements/core.txt;
+#              torch, numpy, scipy, opencv, pillow, PyYAML, tqdm are in the image already)
+#   .gpu/gl/   the GL / EGL loader packages (glvnd), unpacked there by scripts/gpu/session.sh
+# Idempotent; ~7 MB in all (the device tool carries at most 64 MiB with the working tree).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[[ -x "$PY" ]] || PY=python3
+mkdir -p .gpu/whl .gpu/gl
+
+pins=()
+for name in pymagsac trimesh moderngl glcontext roma; do
+  line="$(grep -iE "^${name}==" requirements/core.txt)" || { echo "no pin for $name" >&2; exit 1; }
+  pins+=("$line")
+done
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+  -d .gpu/whl "${pins[@]}"
+
+if ! ls .gpu/gl/*.deb >/dev/null 2>&1; then
+  o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/coop_apt_amd64)
+  mkdir -p /tmp/coop_apt_amd64/partial
+  apt-get "${o[@]}" update -qq
+  (cd .gpu/gl && apt-get "${o[@]}" download libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+fi
+ls -l .gpu/whl .gpu/gl
+du -sh .gpu
