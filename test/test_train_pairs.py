@@ -171,3 +171,39 @@ def test_dotted_overrides(tmp_path):
         parse_set(["batch_size"])
     with pytest.raises(InputError, match="data.bogus"):
         load_config(p, {"data.bogus": 1})
+
+
+def test_mesh_pool_objects(tmp_path):
+    """Mesh files become training objects: centred, scaled to 6-16 cm, subdivided, coloured;
+    the draw from a glob is seeded; bad files are named."""
+    import trimesh
+
+    from coop_ros.bop.procedural import textured_mesh
+    from coop_ros.train.shapes import make_objects, pick_meshes
+
+    for k in range(5):   # a pool of OBJ files in arbitrary units (here: cm-sized numbers)
+        m = trimesh.creation.box(extents=[6.0 + k, 8.0, 2.0])
+        m.apply_translation([10.0 * k, 3.0, -2.0])
+        (tmp_path / f"{k:03d}").mkdir()
+        m.export(tmp_path / f"{k:03d}" / f"{k:03d}.obj")
+    glob = str(tmp_path / "*" / "*.obj")
+    a, b = pick_meshes(glob, 3, seed=4), pick_meshes(glob, 3, seed=4)
+    assert a == b and len(set(a)) == 3
+    with pytest.raises(InputError, match="matches 5 file"):
+        pick_meshes(glob, 6, seed=0)
+    objs = make_objects((), 0, shape_seed=4, meshes=a)
+    assert [o.name for o in objs.values()] == [f"mesh_{p.split('/')[-1][:-4]}" for p in a]
+    for o in objs.values():
+        ext = np.ptp(o.vertices, axis=0)
+        assert 0.06 <= ext.max() <= 0.16 + 1e-9
+        np.testing.assert_allclose(o.vertices.max(0) + o.vertices.min(0), 0, atol=1e-9)
+        assert len(o.vertices) > 100                       # subdivided: 8 corners -> many
+        assert o.vertex_colors is not None and o.vertex_colors.shape == o.vertices.shape
+    o1 = textured_mesh(a[0], np.random.default_rng(1))
+    o2 = textured_mesh(a[0], np.random.default_rng(1))
+    np.testing.assert_array_equal(o1.vertex_colors, o2.vertex_colors)
+    with pytest.raises(InputError, match="does not exist"):
+        textured_mesh(tmp_path / "nope.obj", np.random.default_rng(0))
+    (tmp_path / "bad.obj").write_text("not a mesh\n")
+    with pytest.raises(InputError, match="bad.obj"):
+        textured_mesh(tmp_path / "bad.obj", np.random.default_rng(0))

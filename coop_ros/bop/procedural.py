@@ -47,7 +47,7 @@ from coop_ros.objects import ObjectModel
 
 __all__ = [
     "PROCEDURAL", "procedural_objects", "make_object",
-    "textured_box", "can", "mug", "industrial_part", "random_primitive",
+    "textured_box", "can", "mug", "industrial_part", "random_primitive", "textured_mesh",
     "random_texture", "random_background",
     "BOX_SIZE", "CAN_RADIUS", "CAN_HEIGHT", "MUG_RADIUS", "MUG_HEIGHT", "BRACKET_SIZE",
 ]
@@ -789,6 +789,14 @@ def random_primitive(rng: np.random.Generator, name: str = "primitive",
                                       major_sections=48, minor_sections=24)
     V = np.asarray(mesh.vertices, float)
     F = np.asarray(mesh.faces, np.int64)
+    C = _vertex_pattern(V, rng)
+    V = V - 0.5 * (V.max(axis=0) + V.min(axis=0))
+    return _model(V, F, name, vertex_colors=C)
+
+
+def _vertex_pattern(V: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3) float32 vertex colours in [0, 1]: plain, stripes, checker or noise over the
+    positions ``V`` (N, 3) [m]."""
     c1, c2 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
     pattern = int(rng.integers(0, 4))
     if pattern == 0:
@@ -801,9 +809,69 @@ def random_primitive(rng: np.random.Generator, name: str = "primitive",
         t = (np.floor(V / cell).sum(axis=1) % 2) == 0
     else:
         t = rng.random(len(V)) * 0.5 + 0.5 * (np.sin(V[:, 0] * 80) > 0)
-    C = (c1[None] * (1 - np.asarray(t, float)[:, None]) + c2[None] * np.asarray(t, float)[:, None])
+    t = np.asarray(t, float)[:, None]
+    return np.clip(c1[None] * (1 - t) + c2[None] * t, 0, 1).astype(np.float32)
+
+
+def _triplanar_colors(V: np.ndarray, N: np.ndarray, tex: np.ndarray, px_per_m: float
+                      ) -> np.ndarray:
+    """(N, 3) float32 colours of a texture ``tex`` (H, W, 3) uint8 projected on the vertices
+    ``V`` (N, 3) [m] along each vertex normal's dominant axis (``N`` (N, 3)), tiled."""
+    H, W = tex.shape[:2]
+    axis = np.argmax(np.abs(N), axis=1)
+    other = np.array([[1, 2], [0, 2], [0, 1]])[axis]                 # the two in-plane axes
+    uv = np.take_along_axis(V, other, axis=1) * px_per_m
+    col = np.floor(uv[:, 0]).astype(np.int64) % W
+    row = np.floor(uv[:, 1]).astype(np.int64) % H
+    return (tex[row, col].astype(np.float32) / 255.0)
+
+
+def textured_mesh(path, rng: np.random.Generator, name: str | None = None,
+                  size_range=(0.06, 0.16)) -> ObjectModel:
+    """A mesh file (OBJ / PLY / STL, any units) as a training object: centred on its bounding
+    box, scaled to a random largest extent in ``size_range`` [m], subdivided to edges of at most
+    1/48 of that extent, and coloured per vertex with a random texture (noise, stripes, checker,
+    printed text; projected along the dominant normal axis) or a plain / pattern colouring.
+
+    For shape pools such as pybullet_data's ``random_urdfs/*/*.obj`` (TRAINING-DATA.md).
+
+    Args:
+        path: mesh file; rng: numpy Generator (the only source of randomness); name: object
+            name (default: ``mesh_<file stem>``); size_range: (min, max) largest extent [m].
+    Raises:
+        InputError when the file is missing, unreadable, or holds no triangles.
+    """
+    from pathlib import Path
+
+    import trimesh
+    import trimesh.remesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"mesh {path} does not exist")
+    try:
+        mesh = trimesh.load(str(path), force="mesh", process=True)
+    except Exception as e:   # trimesh raises many types for bad files
+        raise InputError(f"mesh {path} could not be read: {type(e).__name__}: {e}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise InputError(f"mesh {path} holds no triangles")
+    lo, hi = (float(x) for x in size_range)
+    if not 0 < lo <= hi:
+        raise InputError(f"textured_mesh: size_range must be 0 < min <= max, got {size_range}")
+    V = np.asarray(mesh.vertices, float)
     V = V - 0.5 * (V.max(axis=0) + V.min(axis=0))
-    return _model(V, F, name, vertex_colors=np.clip(C, 0, 1).astype(np.float32))
+    size = float(rng.uniform(lo, hi))
+    V *= size / float(np.ptp(V, axis=0).max())
+    V, F = trimesh.remesh.subdivide_to_size(V, np.asarray(mesh.faces), max_edge=size / 48,
+                                            max_iter=8)
+    fine = trimesh.Trimesh(vertices=V, faces=F, process=False)
+    if rng.random() < 0.7:
+        tex = random_texture(256, 256, rng)
+        C = _triplanar_colors(V, np.asarray(fine.vertex_normals), tex,
+                              px_per_m=float(rng.uniform(1500, 4000)))
+    else:
+        C = _vertex_pattern(V, rng)
+    return _model(V, F, name or f"mesh_{path.stem}", vertex_colors=C)
 
 
 # =============================================================================================

@@ -40,19 +40,22 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="pairs for --eval: held-out (val) or training folders")
     p.add_argument("--eval-batches", type=int, default=None, help="batches for --eval")
     # shapes
-    from coop_ros.train import shapes
     g = p.add_argument_group("shapes (task 'shapes' only)")
-    g.add_argument("--names", default="textured_box,can,mug")
-    g.add_argument("--primitives", type=int, default=8)
-    g.add_argument("--shape-seed", type=int, default=1)
-    g.add_argument("--object-seed", type=int, default=0)
-    g.add_argument("--scenes", type=int, default=1)
-    g.add_argument("--images", type=int, default=20)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--names", default="textured_box,can,mug",
+                   help="comma-separated built-in objects ('' for none)")
+    g.add_argument("--primitives", type=int, default=8, help="random primitive shapes")
+    g.add_argument("--shape-seed", type=int, default=1,
+                   help="seed of the primitives and of the mesh draw / textures")
+    g.add_argument("--object-seed", type=int, default=0, help="texture seed of built-in objects")
+    g.add_argument("--scenes", type=int, default=1, help="scene folders")
+    g.add_argument("--images", type=int, default=20, help="images per scene")
+    g.add_argument("--seed", type=int, default=0, help="scene seed")
     g.add_argument("--width", type=int, default=640)
     g.add_argument("--height", type=int, default=480)
     g.add_argument("--occlusion", default="mild", choices=("none", "mild", "heavy"))
-    del shapes
+    g.add_argument("--mesh-glob", default=None,
+                   help="mesh files to add as objects (glob, e.g. 'random_urdfs/*/*.obj')")
+    g.add_argument("--meshes", type=int, default=10, help="files drawn from --mesh-glob")
 
 
 def run(args: argparse.Namespace) -> int:

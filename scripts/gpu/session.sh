@@ -11,8 +11,8 @@
 #                 pipeline on a small scene)                                   -> $OUT/gpu_check.md
 #   bench         bench/bench_nets.py (large, bf16) + bench/bench_render.py on cuda
 #                                                      -> $OUT/bench_nets_cuda.md, bench_render_cuda.md
-#   data          training folders out/gpu/data/train_0..7 (procedural primitives + industrial_part,
-#                 8 processes, rendered on the GPU), val (benchmark objects, other scenes) and the
+#   data          training folders out/gpu/data/train_0..7 (procedural primitives, industrial_part and
+#                 12 pybullet shapes each, 8 processes, rendered on the GPU), val (benchmark objects, other scenes) and the
 #                 benchmark /tmp/coop_synth_s7 (bench/eval_synthetic.py's set); skipped if present
 #   train-coarse  config/train_coarse_gpu.yaml for $COOP_TRAIN_MINUTES (default 4) minutes
 #   train-refiner config/train_refiner_gpu.yaml likewise                  -> $OUT/train_<task>.log/.jsonl
@@ -89,11 +89,13 @@ step_bench() {
 }
 
 step_data() {
-  local pids=() k
+  local pids=() k mesh=()
+  # pybullet's random shapes (scripts/gpu/fetch.sh), 12 per folder, when carried
+  ls .gpu/shapes/*/*.obj >/dev/null 2>&1 && mesh=(--mesh-glob '.gpu/shapes/*/*.obj' --meshes 12)
   for k in 0 1 2 3 4 5 6 7; do
     [[ -f out/gpu/data/train_$k/dataset.json ]] && continue
     python3 -m coop_ros.cli train shapes --out "out/gpu/data/train_$k" --names industrial_part \
-      --object-seed $((100 + k)) --primitives 10 --shape-seed $((10 + k)) --scenes 2 \
+      "${mesh[@]}" --object-seed $((100 + k)) --primitives 10 --shape-seed $((10 + k)) --scenes 2 \
       --images "$IMAGES" --seed $((1000 + k)) --device "$DEVICE" > "out/gpu/data_$k.log" 2>&1 &
     pids+=($!)
   done
