@@ -8,9 +8,15 @@ Starts coop_node as its own process with a cheap configuration (1 hypothesis, 1 
 generated on first use under cache/soak/) at ``--rate`` Hz (``--lockstep``: like the demo, the
 next frame is sent once the node answered the last one, at most ``--rate`` Hz) and prints,
 every 100 frames, the node's resident memory (VmRSS of its process) and the answers so far.
-At the end: frames sent / answered / without an answer, frames the node dropped as stale (from /diagnostics), RSS at start
-(after a warm-up) and end and its growth, latency percentiles. Exit 0 when every frame was
-answered and RSS growth <= --max-rss-growth-mb.
+At the end: frames sent / answered / without an answer, frames the node dropped as stale (from
+/diagnostics), RSS at start (after a warm-up) and end and its growth, latency percentiles, the
+node's worst input wait (first -> last input of one frame arriving, /diagnostics
+sync_wait_max). Exit 0 when every frame was answered and RSS growth <= --max-rss-growth-mb.
+
+Both processes enlarge Fast DDS's shared-memory segment (coop_ros/ros/dds.py): with the 512 KiB
+default, a 640x480 depth image published right before its image is delivered up to a frame (or
+3 s) late, frames complete in bursts and the node drops some as stale.
+``COOP_ROS_SHM_SEGMENT_MB=0 .venv/bin/python bench/soak_node.py ...`` measures that default.
 """
 from __future__ import annotations
 
@@ -144,7 +150,8 @@ def main() -> int:
         print()
         print(f"frames sent {len(sent)}, answered {answered}, without an answer {missing} "
               f"(node: processed {diag.get('frames_processed')}, stale-dropped "
-              f"{diag.get('frames_dropped_stale')}, sync-dropped {diag.get('sync_dropped')})")
+              f"{diag.get('frames_dropped_stale')}, sync-dropped {diag.get('sync_dropped')}, "
+              f"worst input wait {diag.get('sync_wait_max [ms]')} ms)")
         print(f"node RSS: after warm-up {rss0:.1f} MB, end {rss_end:.1f} MB, growth "
               f"{growth:+.1f} MB (max {max(rss + [rss_end]):.1f} MB; limit "
               f"{args.max_rss_growth_mb:g} MB)")
@@ -152,6 +159,7 @@ def main() -> int:
             print(f"latency publish -> answer: p50 {np.percentile(lat_ms, 50):.0f} ms, p95 "
                   f"{np.percentile(lat_ms, 95):.0f} ms, max {lat_ms.max():.0f} ms; node "
                   f"processing mean {diag.get('processing_mean [ms]')} ms")
+        print(f"Fast DDS: {sp.dds_note}")
         print(f"wall time {time.monotonic() - t_start:.0f} s")
         ok = missing == 0 and growth <= args.max_rss_growth_mb
         print("SOAK PASSED" if ok else "SOAK FAILED")

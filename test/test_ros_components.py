@@ -73,6 +73,68 @@ def test_latest_slot_drops_stale_and_wakes_worker():
     assert slot.get(timeout=5) is None and slot.closed
 
 
+def test_sync_records_input_wait_of_a_late_input():
+    """Arrival pattern measured with Fast DDS's 512 KiB shared-memory segment at 1 Hz: the depth
+    of frame 0 arrives with frame 1's, so both frames complete in one burst, in stamp order."""
+    s = ApproximateSync(["image", "det", "depth"], slop_s=0.05, queue_size=10)
+    S = 1000 * MS
+    assert s.add("image", 0, "i0", t=0.015) is None
+    assert s.add("det", 0, "d0", t=0.005) is None            # frame 0 waits for its depth
+    assert s.add("image", S, "i1", t=1.016) is None
+    assert s.add("det", S, "d1", t=1.006) is None
+    assert s.add("depth", 0, "z0", t=1.030) == {"image": "i0", "det": "d0", "depth": "z0"}
+    assert s.add("depth", S, "z1", t=1.031) == {"image": "i1", "det": "d1", "depth": "z1"}
+    assert [w for w, _ in s.waits] == pytest.approx([1.025, 0.025])
+    assert s.max_wait() == (pytest.approx(1.025), "depth")
+    # the burst fills the worker's slot twice before it takes one: one frame dropped as stale
+    slot = LatestSlot()
+    slot.put("frame 0")
+    slot.put("frame 1")
+    assert slot.dropped == 1 and slot.get(timeout=0) == "frame 1"
+    # without arrival times nothing is recorded; the window keeps the last 100 sets
+    s2 = ApproximateSync(["a", "b"], slop_s=0.0)
+    s2.add("a", 1, "x")
+    assert s2.add("b", 1, "y") == {"a": "x", "b": "y"} and s2.max_wait() is None
+    for k in range(150):
+        s2.add("a", 10 + k, k, t=float(k))
+        s2.add("b", 10 + k, k, t=k + (0.5 if k < 50 else 0.001 * (k % 3)))
+    assert len(s2.waits) == 100 and s2.max_wait() == (pytest.approx(0.002), "b")
+
+
+def test_fastdds_shm_profile_set_up(tmp_path):
+    """dds.ensure_shm_segment: writes the profile and points Fast DDS at it, unless the user
+    configured Fast DDS, chose another middleware or opted out."""
+    from coop_ros.ros.dds import ensure_shm_segment, profile_xml
+    env = {}
+    ok, note = ensure_shm_segment(env, cwd=tmp_path, directory=tmp_path)
+    path = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert ok and path.parent == tmp_path and "16 MiB" in note
+    text = path.read_text()
+    assert text == profile_xml(16 * 1024 * 1024)
+    assert "<segment_size>16777216</segment_size>" in text
+    assert "<useBuiltinTransports>false</useBuiltinTransports>" in text
+    assert "<type>UDPv4</type>" in text              # other hosts are still reached
+    env = {"COOP_ROS_SHM_SEGMENT_MB": "2.5", "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    assert ensure_shm_segment(env, cwd=tmp_path, directory=tmp_path)[0]
+    assert f"<segment_size>{int(2.5 * 1024 * 1024)}<" in \
+        Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
+    for env, word in (({"COOP_ROS_SHM_SEGMENT_MB": "0"}, "defaults"),
+                      ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, "rmw_cyclonedds_cpp"),
+                      ({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, "FASTDDS_BUILTIN"),
+                      ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/x.xml"}, "/x.xml"),
+                      ({"FASTDDS_DEFAULT_PROFILES_FILE": "/y.xml"}, "/y.xml")):
+        before = dict(env)
+        ok, note = ensure_shm_segment(env, cwd=tmp_path, directory=tmp_path)
+        assert not ok and word in note and env == before
+    (tmp_path / "DEFAULT_FASTDDS_PROFILES.xml").write_text("<dds/>")
+    env = {}
+    ok, note = ensure_shm_segment(env, cwd=tmp_path, directory=tmp_path)
+    assert not ok and "DEFAULT_FASTDDS_PROFILES.xml" in note and env == {}
+    for bad in ("-1", "abc", "nan"):
+        with pytest.raises(ValueError, match="COOP_ROS_SHM_SEGMENT_MB"):
+            ensure_shm_segment({"COOP_ROS_SHM_SEGMENT_MB": bad}, directory=tmp_path)
+
+
 # ----------------------------------------------------------------------------- parameters
 def _flat(**kw):
     d = {"objects.names": ["box"], "objects.box.mesh": "/m/box.ply", "objects.box.class_id": 3}

@@ -16,6 +16,9 @@ someone subscribes), ``/diagnostics``.
 
 Estimation runs in a worker thread fed through a one-slot latest-frame buffer: while it works on
 a frame, newer frames replace each other in the slot (the stale ones are dropped and counted).
+``main`` enlarges Fast DDS's shared-memory segment for this process before ``rclpy.init``
+(coop_ros/ros/dds.py: images > 512 KiB are otherwise delivered up to a frame or 3 s late); the
+camera driver's process needs the same for the inputs to arrive on time.
 
 Run: ``python -m coop_ros.ros.node --ros-args --params-file config/coop.yaml`` (or
 ``ros2 run coop_ros coop_node`` / ``ros2 launch coop_ros coop.launch.py`` on a ROS 2 install).
@@ -343,7 +346,7 @@ class CoopNode(Node):
         with self._lock:
             if name not in self._sync.names:   # depth in rgb mode: counted, not synchronised
                 return
-            matched = self._sync.add(name, conv.stamp_ns(msg.header), msg)
+            matched = self._sync.add(name, conv.stamp_ns(msg.header), msg, now)
         if matched is not None:
             matched["t_recv"] = now
             self._slot.put(matched)
@@ -597,6 +600,7 @@ class CoopNode(Node):
         st.message = "; ".join(msgs) if msgs else "ok"
         lat = list(self.latencies)
         proc = list(self.proc_times)
+        wait = self._sync.max_wait()
         vals = {
             "backend": self.backend_name, "mode": cfg.mode,
             **{f"rate_{k} [Hz]": f"{r.hz(now):.2f}" for k, r in self.rates.items()},
@@ -606,6 +610,8 @@ class CoopNode(Node):
             "frames_with_failures": str(self.frames_failed),
             "frames_dropped_stale": str(self._slot.dropped),
             "sync_dropped": str(sum(self._sync.dropped.values())),
+            # first -> last input of a frame arriving, worst of the last 100 frames
+            "sync_wait_max [ms]": f"{wait[0] * 1e3:.0f} ({wait[1]} last)" if wait else "",
             "latency_last [ms]": f"{lat[-1] * 1e3:.1f}" if lat else "",
             "latency_mean [ms]": f"{np.mean(lat) * 1e3:.1f}" if lat else "",
             "latency_max [ms]": f"{np.max(lat) * 1e3:.1f}" if lat else "",
@@ -634,6 +640,13 @@ class CoopNode(Node):
 def main(argv=None) -> int:
     """Entry point: ``python -m coop_ros.ros.node --ros-args --params-file coop.yaml``."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from coop_ros.ros.dds import ensure_shm_segment
+    try:   # before rclpy.init: Fast DDS reads its profile when the participant is created
+        _, dds_note = ensure_shm_segment()
+    except ValueError as e:
+        print(f"[coop_node] FATAL: {e}", file=sys.stderr, flush=True)
+        return 2
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = CoopNode()
@@ -641,6 +654,7 @@ def main(argv=None) -> int:
         print(f"[coop_node] FATAL: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    node.get_logger().info(dds_note)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     try:

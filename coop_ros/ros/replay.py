@@ -206,6 +206,11 @@ class Spinner:
 
     def __init__(self, args=None):
         from rclpy.executors import SingleThreadedExecutor
+
+        from coop_ros.ros.dds import ensure_shm_segment
+        # images / depth > 512 KiB: without a larger Fast DDS shared-memory segment in the
+        # publishing process they reach the node up to a frame (or 3 s) late (see dds.py)
+        self.dds_note = ensure_shm_segment()[1]
         self.context = rclpy.Context()
         rclpy.init(args=args, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)

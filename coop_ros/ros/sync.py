@@ -4,13 +4,18 @@ No ROS import: messages are opaque objects with a stamp in integer nanoseconds, 
 unit-tested without rclpy.
 
     sync = ApproximateSync(["image", "detections", "depth"], slop_s=0.05, queue_size=10)
-    matched = sync.add("image", stamp_ns, msg)      # None, or {"image": msg, "detections": ..}
+    matched = sync.add("image", stamp_ns, msg, t)   # None, or {"image": msg, "detections": ..}
 
 Policy: the first name is the *pivot* (the image). A set is emitted as soon as, for one queued
 pivot message, every other stream has a message whose stamp lies within ``slop_s`` of the pivot's
 (the closest one is taken). After a match, every queued message with a stamp <= the matched one is
 removed from its stream (older frames can no longer be completed: they are counted as dropped).
 Queues are bounded (``queue_size`` per stream, the oldest message falls out and is counted).
+
+With arrival times (``t``, any clock in seconds), every matched set also records its *wait*: the
+time between the arrival of its first and its last message, and which stream came last. A frame
+whose inputs arrive spread out (a slow detector, or a transport that delivers some input late)
+completes late, and frames completed in a burst replace each other in the worker's slot.
 """
 from __future__ import annotations
 
@@ -45,11 +50,13 @@ class ApproximateSync:
         self._q = {n: deque() for n in names}
         self.dropped = {n: 0 for n in names}
         self.matched = 0
+        self.waits: deque = deque(maxlen=100)   # (wait [s], last stream) of recent matched sets
 
-    def add(self, name: str, stamp_ns: int, msg) -> dict | None:
-        """Queue one message; returns the matched set {name: msg} or None."""
+    def add(self, name: str, stamp_ns: int, msg, t: float | None = None) -> dict | None:
+        """Queue one message (arrival time ``t`` [s], optional); returns the matched set
+        {name: msg} or None."""
         q = self._q[name]
-        q.append((int(stamp_ns), msg))
+        q.append((int(stamp_ns), msg, t))
         if len(q) > self.queue_size:
             q.popleft()
             self.dropped[name] += 1
@@ -58,23 +65,32 @@ class ApproximateSync:
     def _try_match(self) -> dict | None:
         pivot, others = self.names[0], self.names[1:]
         # newest pivot first: under load the freshest complete frame wins
-        for p_stamp, p_msg in reversed(self._q[pivot]):
-            chosen = {pivot: (p_stamp, p_msg)}
+        for p_stamp, p_msg, p_t in reversed(self._q[pivot]):
+            chosen = {pivot: (p_stamp, p_msg, p_t)}
             for n in others:
                 best = min(self._q[n], key=lambda sm: abs(sm[0] - p_stamp), default=None)
                 if best is None or abs(best[0] - p_stamp) > self.slop_ns:
                     break
                 chosen[n] = best
             else:
-                for n, (stamp, _) in chosen.items():
+                for n, (stamp, _, _) in chosen.items():
                     q = self._q[n]
                     while q and q[0][0] <= stamp:
                         old = q.popleft()
                         if old[0] != stamp:
                             self.dropped[n] += 1
                 self.matched += 1
-                return {n: m for n, (_, m) in chosen.items()}
+                ts = {n: t for n, (_, _, t) in chosen.items() if t is not None}
+                if len(ts) == len(chosen):
+                    last = max(ts, key=ts.get)
+                    self.waits.append((ts[last] - min(ts.values()), last))
+                return {n: m for n, (_, m, _) in chosen.items()}
         return None
+
+    def max_wait(self) -> tuple[float, str] | None:
+        """(longest wait [s], the stream that came last in that set) over the recent matched
+        sets with arrival times, or None."""
+        return max(self.waits, default=None)
 
     def pending(self) -> dict:
         """{name: queued message count}."""
