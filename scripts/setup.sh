@@ -54,7 +54,7 @@ done
 log "installing pinned packages (requirements/dev.txt)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements/dev.txt 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
-"$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl, pymagsac" \
+"$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl" \
   || { log "ERROR: pinned packages did not install"; exit 1; }
 
 # ---- 3. CMake paths of the ROS wheels -----------------------------------------------------------

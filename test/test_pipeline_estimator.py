@@ -168,3 +168,6 @@ def test_config_validation():
     with pytest.raises(InputError, match="unknown PoseConfig"):
         PoseConfig.from_dict({"crop": 224})
     assert PoseConfig.from_dict({"num_hypotheses": 3}).num_hypotheses == 3
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="seed"):
+            PoseConfig(seed=bad).validate()

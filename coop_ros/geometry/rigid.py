@@ -1,5 +1,5 @@
 """3D-3D rigid registration: batched differentiable weighted Kabsch (roma), MAGSAC++ robust
-Kabsch (pymagsac) and the covariance of a 3D-3D fit -- the RGB-D path of Co-op.
+Kabsch (seeded NumPy implementation) and the covariance of a 3D-3D fit -- the RGB-D path of Co-op.
 
 Conventions: metres; a pose ``T`` (4, 4) float64 maps source (object-frame) points to destination
 (camera-frame) points, ``dst ~ R @ src + t``. Covariances use the same perturbation model as
@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pymagsac
 import roma
 import torch
 
@@ -132,26 +131,143 @@ def _check_pairs(src, dst, min_n: int, what: str) -> tuple[np.ndarray, np.ndarra
     return src, dst
 
 
+#: MAGSAC++ constants for a 3-D residual (the norm of an isotropic Gaussian 3-vector is chi with 3
+#: degrees of freedom): k = sqrt(chi2_3.ppf(0.99)) turns the maximum threshold into sigma_max
+_MAGSAC_K = 3.3682141752187276
+_MAGSAC_EXP_K = float(np.exp(-_MAGSAC_K ** 2 / 2.0))
+
+
+def _magsac_weights_losses(r: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """MAGSAC++ IRLS weights and losses of residual norms ``r`` [m] for a maximum threshold.
+
+    With ``sigma_max = threshold / k`` and ``u = r^2 / (2 sigma_max^2)`` (3 degrees of freedom, so
+    the incomplete gamma functions of MAGSAC++ have closed forms): weight
+    ``exp(-u) - exp(-k^2/2)``, loss ``sigma_max^2 (1 - exp(-u) - u exp(-k^2/2))`` for
+    ``r < threshold``; weight 0 and the constant outlier loss (the loss at ``r = threshold``)
+    beyond. The loss is the integral of ``r * weight``, as in Barath et al., CVPR 2020."""
+    s2 = (threshold / _MAGSAC_K) ** 2
+    u = np.minimum(r * r / (2.0 * s2), _MAGSAC_K ** 2 / 2.0)
+    e = np.exp(-u)
+    w = np.where(r < threshold, e - _MAGSAC_EXP_K, 0.0)
+    loss = s2 * (1.0 - e - u * _MAGSAC_EXP_K)
+    return w, loss
+
+
+def _kabsch_batch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched weighted Kabsch in NumPy float64 (proper rotations): src/dst (B, M, 3) or shared
+    (M, 3), w (B, M) or None (uniform; then src/dst must be batched) -> (R (B, 3, 3), t (B, 3),
+    sigma2 / sigma1 of the weighted cross-covariance (B,): ~0 = collinear / degenerate)."""
+    if w is None:
+        w = np.ones(src.shape[:2])
+    ws = w.sum(1)
+    wn = w / np.where(ws > 0, ws, 1.0)[:, None]
+    wn3 = wn[..., None]
+    if src.ndim == 2:            # shared points, per-model weights: BLAS products
+        cs, cd = wn @ src, wn @ dst
+        H = np.swapaxes(wn3 * dst[None], 1, 2) @ src
+    else:
+        cs, cd = (wn3 * src).sum(1), (wn3 * dst).sum(1)
+        H = np.swapaxes(wn3 * dst, 1, 2) @ src
+    H = H - cd[:, :, None] * cs[:, None, :]
+    U, S, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(U @ Vt))
+    d[d == 0] = 1.0
+    U[:, :, 2] *= d[:, None]
+    R = U @ Vt
+    t = cd - np.einsum("bij,bj->bi", R, cs)
+    ratio = S[:, 1] / np.maximum(S[:, 0], np.finfo(np.float64).tiny)
+    return R, t, np.where(ws > 0, ratio, 0.0)
+
+
+def _residuals(src: np.ndarray, dst: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(B, N) residual norms ``|dst - (R src + t)|`` of B models (shared src / dst (N, 3))."""
+    d = (R @ src.T) + (t[:, :, None] - dst.T[None])
+    return np.sqrt(np.einsum("bin,bin->bn", d, d))
+
+
+def _magsac_pp(src: np.ndarray, dst: np.ndarray, threshold: float, confidence: float,
+               min_iterations: int, iterations: int, seed, batch: int = 32
+               ) -> tuple[np.ndarray | None, np.ndarray]:
+    """MAGSAC++ for a rigid transform (uniform sampling of 3-point samples from a seeded
+    ``numpy.random.Generator``; every minimal model polished by one sigma-consensus++ IRLS step,
+    i.e. Kabsch weighted by the MAGSAC++ weights; the model of least total MAGSAC++ loss wins;
+    RANSAC termination on the inlier ratio ``|r| < threshold`` at ``confidence``). Samples are
+    drawn and evaluated ``batch`` at a time, so the iteration count is a multiple of ``batch``
+    (deterministic for a seed). Returns (T (4, 4) or None, inlier mask (N,))."""
+    n = src.shape[0]
+    rng = np.random.default_rng(seed)
+    best_T, best_loss, best_r = None, np.inf, None
+    needed = max(int(iterations), int(min_iterations))
+    done = 0
+    log1mc = np.log(1.0 - confidence)
+    while done < max(int(min_iterations), min(needed, int(iterations))):
+        # B distinct-index triples: i < n, j in the other n - 1, k in the other n - 2
+        i = rng.integers(0, n, batch)
+        j = rng.integers(0, n - 1, batch)
+        j = j + (j >= i)
+        k = rng.integers(0, n - 2, batch)
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        k = k + (k >= lo)
+        k = k + (k >= hi)
+        idx = np.stack([i, j, k], 1)
+        done += batch
+        R, t, ratio = _kabsch_batch(src[idx], dst[idx])
+        ok = ratio > 1e-6
+        if not ok.any():
+            continue
+        R, t = R[ok], t[ok]
+        # sigma-consensus++: one IRLS step on all points with the MAGSAC++ weights
+        w, _ = _magsac_weights_losses(_residuals(src, dst, R, t), threshold)
+        ok = (w > 0).sum(1) >= 3
+        if not ok.any():
+            continue
+        wk = w[ok]
+        R, t, ratio = _kabsch_batch(src, dst, wk)
+        ok = ratio > 1e-10
+        if not ok.any():
+            continue
+        R, t = R[ok], t[ok]
+        r = _residuals(src, dst, R, t)
+        loss = _magsac_weights_losses(r, threshold)[1].sum(1)
+        b = int(np.argmin(loss))
+        if loss[b] < best_loss:
+            best_loss, best_r = float(loss[b]), r[b]
+            best_T = make_pose(R[b], t[b])
+            frac = float((best_r < threshold).mean())
+            if frac >= 1.0:
+                needed = 0
+            elif frac > 0:
+                needed = min(needed, int(np.ceil(log1mc / np.log(1.0 - frac ** 3))))
+    if best_T is None:
+        return None, np.zeros(n, bool)
+    return best_T, best_r < threshold
+
+
 def kabsch_magsac(src, dst, threshold_m: float = 0.005, probabilities=None,
                   iterations: int = 1000, confidence: float = 0.999, min_iterations: int = 50,
-                  min_inliers: int = 3) -> RigidResult:
-    """Robust rigid fit ``dst ~ T src`` with MAGSAC++ (pymagsac), then weighted Kabsch on inliers.
+                  min_inliers: int = 3, seed: int = 0) -> RigidResult:
+    """Robust rigid fit ``dst ~ T src`` with MAGSAC++, then weighted Kabsch on inliers.
 
-    ``pymagsac.findRigidTransformation`` is run with a uniform sampler (``sampler=0``),
-    MAGSAC++ scoring and ``sigma_th = threshold_m``; its 4x4 comes back transposed (translation
-    in the bottom row) and is transposed here. The pose is then re-estimated by
-    :func:`weighted_kabsch` on MAGSAC's inliers (weights = ``probabilities`` when given, else 1),
-    the inlier set is recomputed as ``||dst - T src|| < threshold_m`` and, if it changed, the
+    MAGSAC++ (Barath et al., CVPR 2020) with a uniform sampler and ``threshold_m`` as its maximum
+    threshold (``sigma_max = threshold_m / 3.37``, the chi-3 0.99 quantile), implemented in NumPy
+    with a ``numpy.random.Generator`` seeded by ``seed``: the same input and seed give the same
+    result in every process (pymagsac's C++ sampler seeds itself from ``std::random_device`` and
+    cannot be seeded, so it gave a different pose on every run). The pose is then re-estimated
+    by :func:`weighted_kabsch` on MAGSAC's inliers (weights = ``probabilities`` when given, else
+    1), the inlier set is recomputed as ``||dst - T src|| < threshold_m`` and, if it changed, the
     Kabsch fit is repeated once on it.
 
     Args:
         src: (N, 3) float object-frame points [m].
         dst: (N, 3) float camera-frame points [m] (e.g. back-projected depth).
-        threshold_m: inlier threshold / MAGSAC++ maximum sigma [m] (> 0).
+        threshold_m: inlier threshold / MAGSAC++ maximum threshold [m] (> 0).
         probabilities: (N,) in [0, 1] correspondence confidences (final Kabsch weights), or None.
-        iterations: maximum MAGSAC++ iterations; min_iterations: minimum.
+        iterations: maximum MAGSAC++ iterations; min_iterations: minimum (both rounded up to
+            the batch of 32 samples).
         confidence: RANSAC confidence in (0, 1).
         min_inliers: fewer final inliers raise :class:`EstimationError` (at least 3).
+        seed: seed of the sampler (int, or anything ``numpy.random.default_rng`` takes).
 
     Returns:
         :class:`RigidResult`.
@@ -179,20 +295,15 @@ def kabsch_magsac(src, dst, threshold_m: float = 0.005, probabilities=None,
             raise InputError("probabilities must be finite and lie in [0, 1]")
     min_inliers = max(int(min_inliers), 3)
 
-    corrs = np.ascontiguousarray(np.hstack([src, dst]))
-    Tt, mask = pymagsac.findRigidTransformation(
-        corrs, np.ascontiguousarray(prob), sampler=0, use_magsac_plus_plus=True,
-        sigma_th=float(threshold_m), conf=float(confidence), min_iters=int(min_iterations),
-        max_iters=int(max(iterations, min_iterations)))
-    Tt = np.asarray(Tt, dtype=np.float64) if Tt is not None else None
-    mask = np.asarray(mask, dtype=bool).reshape(-1) if mask is not None else np.zeros(n, bool)
-    if Tt is None or Tt.shape != (4, 4) or not np.all(np.isfinite(Tt)) or mask.sum() < 3:
+    T, mask = _magsac_pp(src, dst, float(threshold_m), float(confidence), int(min_iterations),
+                         int(iterations), seed)
+    if T is None or mask.sum() < 3:
+        _kabsch_np(src, dst, prob)   # raises "collinear" when the whole set is degenerate
         raise EstimationError(f"MAGSAC++ rigid registration found no model "
                               f"({int(mask.sum())} inliers of {n})")
     inl = mask
     if inl.sum() < min_inliers:
         raise EstimationError(f"too few rigid inliers: {int(inl.sum())} < min_inliers={min_inliers}")
-    T = Tt.T  # pymagsac returns the transpose: translation in the bottom row
     for _ in range(2):
         wk = prob[inl]
         if (wk > 0).sum() < 3:

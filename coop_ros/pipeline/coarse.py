@@ -78,14 +78,14 @@ def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter:
     hi = cf >= 0.9
     if hi.sum() >= max(min_corr, 12):
         q2d, X, cf = q2d[hi], X[hi], cf[hi]
-    cv_seed(seed)
     if mode == "rgbd":
         z = patch_depth(np.asarray(query.depth, np.float64), q2d)
         ok = z > 0
         if ok.sum() >= min_corr:
             dst = _backproject(query.K, q2d[ok], z[ok])
             try:
-                r = kabsch_magsac(X[ok], dst, threshold_m=0.08 * diameter, min_inliers=min_corr)
+                r = kabsch_magsac(X[ok], dst, threshold_m=0.08 * diameter, min_inliers=min_corr,
+                                  seed=seed)
                 return r.T, int(ok.sum()), r.num_inliers
             except (EstimationError, InputError):
                 pass
@@ -181,11 +181,6 @@ def template_similarity(matches: CoarseMatches, bank, t: int, size: int
     return M.astype(np.float64), int(inl.sum())
 
 
-def cv_seed(seed: int) -> None:
-    import cv2
-    cv2.setRNGSeed(int(seed))
-
-
 def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str, n: int,
                       diameter: float, reproj_px: float = 4.0, min_correspondences: int = 8,
                       seed: int = 0, max_tries: int | None = None,
@@ -193,7 +188,9 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
     """Top-``n`` templates by score -> up to ``n`` distinct coarse poses (best template first).
 
     Templates are tried in score order (at most ``max_tries``, default 2 n + 2); a pose within
-    10 deg and 5 % of the diameter of an earlier one is skipped as a duplicate.
+    10 deg and 5 % of the diameter of an earlier one is skipped as a duplicate. Deterministic:
+    template t's MAGSAC++ (RGB-D) is seeded with ``seed + t``; OpenCV's RANSAC (EPnP,
+    ``estimateAffinePartial2D``) seeds its own generator with a constant on every call.
 
     Returns:
         (hypotheses, failure messages of the templates that gave no pose).

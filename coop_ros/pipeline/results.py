@@ -75,7 +75,10 @@ class PoseConfig:
     device: "cpu" / "cuda" (renderer and torch).
     torch_threads: torch intra-op threads while estimating (restored afterwards; None: leave
         torch's setting). 1 by default: the solves are small and threads only add overhead.
-    seed: seed of the randomised robust estimators (results are deterministic for a seed).
+    seed: seed of the randomised robust estimators (MAGSAC++ of the RGB-D coarse and refinement
+        stages, seeded per call; OpenCV's RANSACs seed themselves with a constant). The same
+        input and config give bit-identical results in every process and on every call (checked
+        on one machine; other BLAS / thread settings may change the last bits).
     coarse_ckpt / refiner_ckpt / selection_ckpt: checkpoint files of the learned backend
         ("coop"; "auto" uses it when any is set). A slot without a checkpoint keeps its
         weight-free implementation.
@@ -131,6 +134,8 @@ class PoseConfig:
             bad("min_score", "must lie in [0, 1]")
         if not isinstance(self.num_hypotheses, int) or not 1 <= self.num_hypotheses <= 64:
             bad("num_hypotheses", "must be an integer in [1, 64]")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            bad("seed", "must be a non-negative integer")
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
                                                or self.torch_threads < 1):
             bad("torch_threads", "must be a positive integer or None")

@@ -15,7 +15,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 mkdir -p .gpu/whl .gpu/gl
 
 pins=()
-for name in pymagsac trimesh moderngl glcontext roma; do
+for name in trimesh moderngl glcontext roma; do
   line="$(grep -iE "^${name}==" requirements/core.txt)" || { echo "no pin for $name" >&2; exit 1; }
   pins+=("$line")
 done

@@ -49,7 +49,7 @@ prepare() {
   python3 - <<'EOF'
 import importlib, sys
 missing = []
-for m in ("torch", "numpy", "scipy", "cv2", "trimesh", "moderngl", "roma", "pymagsac", "yaml",
+for m in ("torch", "numpy", "scipy", "cv2", "trimesh", "moderngl", "roma", "yaml",
           "tqdm", "PIL"):
     try:
         importlib.import_module(m)
