@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 .venv/bin/python bench/eval_synthetic.py [--data /tmp/coop_synth_s7]
         [--max-targets N] [--configs rgb:0,rgb:1,rgb:5,rgbd:0,rgbd:1,rgbd:5] [--no-vsd]
         [--device cpu|cuda] [--backend weight-free|coop|auto] [--coarse-ckpt C]
-        [--refiner-ckpt R] [--selection-ckpt S] [--jobs N]
+        [--refiner-ckpt R] [--selection-ckpt S] [--precision fp32|bf16] [--jobs N]
 
 ``--jobs N`` evaluates N configurations at once, each in its own process (its own renderer and
 networks); the table is the same as with one job.
@@ -128,6 +128,7 @@ def _row(est, ds, cfg: str, args) -> dict:
 
 def _pose_config(args) -> PoseConfig:
     return PoseConfig(template_cache_dir=args.template_cache, device=args.device,
+                      precision=args.precision,
                       backend=args.backend, coarse_ckpt=args.coarse_ckpt,
                       refiner_ckpt=args.refiner_ckpt, selection_ckpt=args.selection_ckpt).validate()
 
@@ -144,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--coarse-ckpt", default=None)
     ap.add_argument("--refiner-ckpt", default=None)
     ap.add_argument("--selection-ckpt", default=None)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="networks of the coop backend (autocast)")
     ap.add_argument("--jobs", type=int, default=1, help="configurations evaluated at once")
     ap.add_argument("--row-json", default=None, help=argparse.SUPPRESS)   # --jobs worker output
     args = ap.parse_args(argv)
@@ -186,8 +189,8 @@ def est_label(args) -> str:
     used = {k: v for k, v in ck.items() if v}
     if args.backend == "weight-free" or not used:
         return "weight-free backend"
-    return f"{args.backend} backend (" + ", ".join(f"{k}: {v}" for k, v in used.items()) + \
-        "; other slots weight-free)"
+    return f"{args.backend} backend ({args.precision}; " + \
+        ", ".join(f"{k}: {v}" for k, v in used.items()) + "; other slots weight-free)"
 
 
 def _run_jobs(configs, args, argv) -> list:

@@ -142,3 +142,26 @@ def test_pipeline_end_to_end_with_coop_backend(ckpts, tmp_path, monkeypatch):
     r = res[0]
     assert r.status in ("ok", "failed")
     assert (r.T_cam_obj is not None) == r.ok
+
+
+def test_bf16_precision_matches_fp32(ckpts):
+    """precision 'bf16' (autocast): float32 outputs, within bf16 accuracy of fp32 ones."""
+    paths = {f"{k}_ckpt": v for k, v in ckpts.items()}
+    b32 = get_backend("coop", {**paths, "precision": "fp32"})
+    b16 = get_backend("coop", {**paths, "precision": "bf16"})
+    bank, q = _bank(), _crop(2, with_mask=True)
+    m32 = b32.matcher.match(q, bank, b32.matcher.prepare(bank))
+    m16 = b16.matcher.match(q, bank, b16.matcher.prepare(bank))
+    assert m16.offset.dtype == np.float32 and m16.template_scores.dtype == np.float64
+    np.testing.assert_allclose(m16.template_scores, m32.template_scores, atol=0.02)
+    assert np.mean(m16.patch_index == m32.patch_index) > 0.9
+    f32, f16 = b32.flow.flow(_crop(3), _crop(4)), b16.flow.flow(_crop(3), _crop(4))
+    assert f16.mu.dtype == np.float32
+    scale = np.abs(f32.mu).max()
+    assert np.abs(f16.mu - f32.mu).max() < 0.05 * scale
+    np.testing.assert_allclose(f16.b, f32.b, rtol=0.05)
+    s32, _ = b32.scorer.score(_crop(5), _crop(6))
+    s16, _ = b16.scorer.score(_crop(5), _crop(6))
+    assert abs(s16 - s32) < 0.02
+    with pytest.raises(InputError, match="precision"):
+        get_backend("coop", {**paths, "precision": "fp16"})

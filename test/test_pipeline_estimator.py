@@ -165,6 +165,8 @@ def test_config_validation():
         PoseConfig(crop_size=100).validate()
     with pytest.raises(InputError, match="n_templates"):
         PoseConfig(n_templates=40).validate()
+    with pytest.raises(InputError, match="precision"):
+        PoseConfig(precision="fp16").validate()
     with pytest.raises(InputError, match="unknown PoseConfig"):
         PoseConfig.from_dict({"crop": 224})
     assert PoseConfig.from_dict({"num_hypotheses": 3}).num_hypotheses == 3

@@ -166,6 +166,7 @@ def test_config_defaults_objects_and_symmetry(tmp_path):
     ({"mode": "depth"}, ["mode", "'depth'"]),
     ({"backend": "magic"}, ["backend", "'magic'"]),
     ({"device": "gpu"}, ["device", "'gpu'"]),
+    ({"precision": "fp16"}, ["precision", "'fp16'"]),
     ({"crop_size": 100}, ["crop_size", "multiple of 16", "100"]),
     ({"min_score": 1.5}, ["min_score", "1.5"]),
     ({"sync_slop": -0.1}, ["sync_slop", "-0.1"]),

@@ -332,6 +332,8 @@ def _add_eval_args(group) -> None:
                        "bbox_obj")
     group.add_argument("--backend", default="weight-free", help="coop: backend")
     group.add_argument("--template-cache", default=None, help="coop: template cache folder")
+    group.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                       help="coop: networks of the coop backend in fp32 or bf16 (autocast)")
     for slot in ("coarse", "refiner", "selection"):
         group.add_argument(f"--{slot}-ckpt", default=None,
                            help=f"coop: {slot} network checkpoint (backend coop / auto)")
@@ -341,7 +343,7 @@ def _eval_factory(args, dataset):
     from coop_ros.bop.dataset import Estimate
     from coop_ros.bop.evaluate import valid_gt_indices
     cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
-                     device=getattr(args, "device", "cpu") or "cpu",
+                     device=getattr(args, "device", "cpu") or "cpu", precision=args.precision,
                      coarse_ckpt=args.coarse_ckpt, refiner_ckpt=args.refiner_ckpt,
                      selection_ckpt=args.selection_ckpt).validate()
     est = PoseEstimator(cfg)

@@ -73,6 +73,9 @@ class PoseConfig:
     min_score: results whose best selection score is lower fail with "low_score" (0: never).
     num_hypotheses: default number of coarse hypotheses refined (paper: 1 or 5).
     device: "cpu" / "cuda" (renderer and torch).
+    precision: "fp32", or "bf16": the learned backend's networks run under bfloat16 autocast
+        (their outputs are returned as float32; the solvers always run in float32 / float64).
+        No effect on the weight-free backend.
     torch_threads: torch intra-op threads while estimating (restored afterwards; None: leave
         torch's setting). 1 by default: the solves are small and threads only add overhead.
     seed: seed of the randomised robust estimators (MAGSAC++ of the RGB-D coarse and refinement
@@ -100,6 +103,7 @@ class PoseConfig:
     min_score: float = 0.0
     num_hypotheses: int = 5
     device: str = "cpu"
+    precision: str = "fp32"
     torch_threads: int | None = 1
     seed: int = 0
     coarse_ckpt: str | None = None
@@ -139,6 +143,8 @@ class PoseConfig:
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
                                                or self.torch_threads < 1):
             bad("torch_threads", "must be a positive integer or None")
+        if self.precision not in ("fp32", "bf16"):
+            bad("precision", "must be 'fp32' or 'bf16'")
         if not isinstance(self.device, str) or not (self.device == "cpu"
                                                     or self.device.startswith("cuda")):
             bad("device", "must be 'cpu', 'cuda' or 'cuda:N'")

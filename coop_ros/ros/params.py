@@ -49,6 +49,7 @@ PARAMETERS: dict[str, tuple] = {
     "checkpoints.refiner": ("", "coop backend: refiner network checkpoint (.pt)"),
     "checkpoints.selection": ("", "coop backend: selection network checkpoint (.pt)"),
     "device": ("cpu", "cpu | cuda | cuda:<i> (renderer and networks)"),
+    "precision": ("fp32", "fp32 | bf16: the coop backend's networks under bfloat16 autocast"),
     "crop_size": (224, "side of the query / template crop [px], multiple of 16, >= 64"),
     "n_templates": (42, "template views: 12, 42, 162 or 642"),
     "template_cache_dir": ("", "template-bank cache folder ('' = $COOP_ROS_CACHE or "
@@ -228,6 +229,7 @@ class NodeConfig:
     checkpoints: dict = field(default_factory=lambda: {"coarse": "", "refiner": "",
                                                        "selection": ""})
     device: str = "cpu"
+    precision: str = "fp32"
     crop_size: int = 224
     n_templates: int = 42
     template_cache_dir: str | None = None
@@ -320,7 +322,8 @@ class NodeConfig:
             mode=choice("mode", ("rgb", "rgbd")),
             num_hypotheses=integer("num_hypotheses", 1, 64),
             backend=choice("backend", ("auto", "weight-free", "coop")),
-            checkpoints=ckpts, device=device, crop_size=crop, n_templates=n_t,
+            checkpoints=ckpts, device=device, precision=choice("precision", ("fp32", "bf16")),
+            crop_size=crop, n_templates=n_t,
             template_cache_dir=cache,
             refine_iterations=integer("refine_iterations", 0, 50),
             rgbd_refine_iterations=integer("rgbd_refine_iterations", 0, 50),
@@ -373,7 +376,7 @@ class NodeConfig:
                     refine_iterations=self.refine_iterations,
                     rgbd_refine_iterations=self.rgbd_refine_iterations,
                     min_score=self.min_score, num_hypotheses=self.num_hypotheses,
-                    device=self.device)
+                    device=self.device, precision=self.precision)
 
     def updated(self, changes: dict) -> "NodeConfig":
         """A copy with run-time parameter ``changes`` (flat names) applied and validated; raises

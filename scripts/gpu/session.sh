@@ -145,7 +145,8 @@ step_eval() {
   python3 bench/eval_synthetic.py "${args[@]}" 2>&1 | tee "$OUT/eval_weight-free.md" &
   local p1=$!
   if ((${#ck[@]})); then
-    python3 bench/eval_synthetic.py "${args[@]}" --backend coop "${ck[@]}" 2>&1 | tee "$OUT/eval_coop.md"
+    python3 bench/eval_synthetic.py "${args[@]}" --backend coop --precision bf16 "${ck[@]}" 2>&1 \
+      | tee "$OUT/eval_coop.md"
   else
     echo "no checkpoint under out/gpu/train: coop backend not evaluated" | tee "$OUT/eval_coop.md"
   fi

@@ -13,7 +13,7 @@
 Registered backends:
 
 * ``"coop"``: the networks; checkpoint paths from the config (attributes or keys
-  ``coarse_ckpt``, ``refiner_ckpt``, ``selection_ckpt``, ``device``; a :class:`LearnedConfig`, a
+  ``coarse_ckpt``, ``refiner_ckpt``, ``selection_ckpt``, ``device``, ``precision``; a :class:`LearnedConfig`, a
   dict, or the pipeline's ``PoseConfig``), else from the environment variables
   ``COOP_ROS_COARSE_CKPT``, ``COOP_ROS_REFINER_CKPT``, ``COOP_ROS_SELECTION_CKPT``. A slot without
   a checkpoint uses the weight-free implementation (logged); no checkpoint at all, or a missing /
@@ -57,6 +57,7 @@ class LearnedConfig:
     selection_ckpt: str | None = None
     device: str = "cpu"
     threads: int | None = None
+    precision: str = "fp32"
 
 
 def _get(config: Any, key: str):
@@ -79,6 +80,17 @@ def checkpoint_paths(config: Any = None) -> dict[str, str | None]:
     return out
 
 
+def _autocast(device: torch.device, precision: str):
+    """bfloat16 autocast on ``device`` for ``precision == 'bf16'``, else a no-op context."""
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return contextlib.nullcontext()
+
+
 def _load(path: str, arch: str, device):
     from coop_ros.nets.checkpoint import load_checkpoint
     model = load_checkpoint(path, map_location="cpu", expected_arch=arch)
@@ -91,10 +103,13 @@ class CoarseNetMatcher(CoarseMatcher):
     Args:
         model: a :class:`coop_ros.nets.CoarseNet` (eval mode) or a checkpoint path.
         device: torch device; template_batch: templates decoded per forward pass.
+        precision: "fp32" or "bf16" (autocast; outputs converted to float32).
     """
 
-    def __init__(self, model, device="cpu", template_batch: int = 42):
+    def __init__(self, model, device="cpu", template_batch: int = 42, precision: str = "fp32"):
         self.device = torch.device(device)
+        self.precision = precision
+        _autocast(self.device, precision)   # validates
         self.model = _load(model, "coarse", self.device) if isinstance(model, (str, os.PathLike)) \
             else model.to(self.device).eval()
         self.template_batch = int(template_batch)
@@ -103,8 +118,9 @@ class CoarseNetMatcher(CoarseMatcher):
     def prepare(self, bank) -> Any:
         """Encode the bank's T templates once: an :class:`coop_ros.nets.Encoding` (T, N, C)."""
         x = to_input(bank.rgb, self.device)
-        encs = [self.model.encode(x[i:i + self.template_batch])
-                for i in range(0, len(x), self.template_batch)]
+        with _autocast(self.device, self.precision):
+            encs = [self.model.encode(x[i:i + self.template_batch])
+                    for i in range(0, len(x), self.template_batch)]
         from coop_ros.nets.croco import Encoding
         return Encoding(torch.cat([e.tokens for e in encs]), torch.cat([e.pos for e in encs]),
                         encs[0].grid)
@@ -119,15 +135,16 @@ class CoarseNetMatcher(CoarseMatcher):
             prepared = self.prepare(bank)
         from coop_ros.nets.croco import Encoding
         from coop_ros.nets.heads import template_scores
-        qenc = self.model.encode(to_input(query.rgb, self.device))
-        T = prepared.tokens.shape[0]
         logits, offsets = [], []
-        for i in range(0, T, self.template_batch):
-            tenc = Encoding(prepared.tokens[i:i + self.template_batch],
-                            prepared.pos[i:i + self.template_batch], prepared.grid)
-            out = self.model.forward_features(qenc, tenc)
-            logits.append(out.logits.float())
-            offsets.append(out.offsets.float())
+        with _autocast(self.device, self.precision):
+            qenc = self.model.encode(to_input(query.rgb, self.device))
+            T = prepared.tokens.shape[0]
+            for i in range(0, T, self.template_batch):
+                tenc = Encoding(prepared.tokens[i:i + self.template_batch],
+                                prepared.pos[i:i + self.template_batch], prepared.grid)
+                out = self.model.forward_features(qenc, tenc)
+                logits.append(out.logits.float())
+                offsets.append(out.offsets.float())
         logits = torch.cat(logits)          # (T, N, K + 1)
         offsets = torch.cat(offsets)        # (T, N, 2)
         K = logits.shape[-1] - 1
@@ -153,8 +170,10 @@ class CoarseNetMatcher(CoarseMatcher):
 class RefinerFlowEstimator(FlowEstimator):
     """Co-op refiner network in the flow slot: (render, query) -> FlowField."""
 
-    def __init__(self, model, device="cpu"):
+    def __init__(self, model, device="cpu", precision: str = "fp32"):
         self.device = torch.device(device)
+        self.precision = precision
+        _autocast(self.device, precision)   # validates
         self.model = _load(model, "refiner", self.device) if isinstance(model, (str, os.PathLike)) \
             else model.to(self.device).eval()
 
@@ -164,7 +183,8 @@ class RefinerFlowEstimator(FlowEstimator):
         query.validate("query")
         if render.size != query.size:
             raise InputError(f"render ({render.size} px) and query ({query.size} px) crops differ")
-        out = self.model(to_input(render.rgb, self.device), to_input(query.rgb, self.device))
+        with _autocast(self.device, self.precision):
+            out = self.model(to_input(render.rgb, self.device), to_input(query.rgb, self.device))
         return FlowField(mu=out.flow[0].float().cpu().numpy().astype(np.float32),
                          b=out.scale[0].float().cpu().numpy().astype(np.float32),
                          certainty=torch.sigmoid(out.certainty_logit[0]).float().cpu().numpy()
@@ -175,8 +195,10 @@ class RefinerFlowEstimator(FlowEstimator):
 class SelectionScorer(HypothesisScorer):
     """Co-op selection network in the scorer slot: score = sigmoid(logit) in [0, 1]."""
 
-    def __init__(self, model, device="cpu"):
+    def __init__(self, model, device="cpu", precision: str = "fp32"):
         self.device = torch.device(device)
+        self.precision = precision
+        _autocast(self.device, precision)   # validates
         self.model = _load(model, "selection", self.device) \
             if isinstance(model, (str, os.PathLike)) else model.to(self.device).eval()
 
@@ -184,8 +206,9 @@ class SelectionScorer(HypothesisScorer):
     def score(self, query: ImageCrop, render: ImageCrop) -> tuple[float, dict]:
         query.validate("query")
         render.validate("render")
-        logit = float(self.model(to_input(query.rgb, self.device),
-                                 to_input(render.rgb, self.device))[0])
+        with _autocast(self.device, self.precision):
+            logit = float(self.model(to_input(query.rgb, self.device),
+                                     to_input(render.rgb, self.device))[0])
         return float(1.0 / (1.0 + np.exp(-logit))), {"logit": logit}
 
 
@@ -197,6 +220,7 @@ def make_backend(config: Any = None) -> Backend:
                          "refiner_ckpt / selection_ckpt in the config or the environment "
                          f"variables {', '.join(ENV_VARS.values())}")
     device = _get(config, "device") or "cpu"
+    precision = _get(config, "precision") or "fp32"
     threads = _get(config, "threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -214,7 +238,7 @@ def make_backend(config: Any = None) -> Backend:
                                ("refiner", RefinerFlowEstimator, "flow"),
                                ("selection", SelectionScorer, "scorer")):
         if paths[slot]:
-            slots[slot] = cls(paths[slot], device=device)
+            slots[slot] = cls(paths[slot], device=device, precision=precision)
             log.info("backend coop: %s network from %s", slot, paths[slot])
         else:
             slots[slot] = getattr(weightfree(), wf_attr)
