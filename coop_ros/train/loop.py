@@ -141,12 +141,12 @@ def _float32(out):
 
 
 def _forward(model, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig):
-    """``model(a, b)``, under bfloat16 autocast when ``cfg.precision == 'bf16'``; float32 out."""
-    if cfg.precision == "bf16":
-        with torch.autocast(device_type=a.device.type, dtype=torch.bfloat16):
-            out = model(a, b)
-        return _float32(out)
-    return model(a, b)
+    """``model(a, b)`` in ``cfg.precision`` (bf16: autocast); float32 out."""
+    from coop_ros.backends.learned.preprocess import precision_context
+
+    with precision_context(a.device.type, cfg.precision):
+        out = model(a, b)
+    return _float32(out) if cfg.precision != "fp32" else out
 
 
 def forward_loss(model, batch: dict, cfg: TrainConfig, step: int = 0, with_pose: bool = True):

@@ -35,7 +35,7 @@ import torch
 
 from coop_ros.backends.base import (NO_MATCH, Backend, CoarseMatcher, CoarseMatches, FlowEstimator,
                                     FlowField, HypothesisScorer, ImageCrop, register_backend)
-from coop_ros.backends.learned.preprocess import to_input
+from coop_ros.backends.learned.preprocess import precision_context, to_input
 from coop_ros.errors import InputError
 
 __all__ = ["LearnedConfig", "CoarseNetMatcher", "RefinerFlowEstimator", "SelectionScorer",
@@ -80,17 +80,6 @@ def checkpoint_paths(config: Any = None) -> dict[str, str | None]:
     return out
 
 
-def _autocast(device: torch.device, precision: str):
-    """bfloat16 autocast on ``device`` for ``precision == 'bf16'``, else a no-op context."""
-    import contextlib
-
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    return contextlib.nullcontext()
-
-
 def _load(path: str, arch: str, device):
     from coop_ros.nets.checkpoint import load_checkpoint
     model = load_checkpoint(path, map_location="cpu", expected_arch=arch)
@@ -109,7 +98,7 @@ class CoarseNetMatcher(CoarseMatcher):
     def __init__(self, model, device="cpu", template_batch: int = 42, precision: str = "fp32"):
         self.device = torch.device(device)
         self.precision = precision
-        _autocast(self.device, precision)   # validates
+        precision_context(self.device.type, precision)   # validates
         self.model = _load(model, "coarse", self.device) if isinstance(model, (str, os.PathLike)) \
             else model.to(self.device).eval()
         self.template_batch = int(template_batch)
@@ -118,7 +107,7 @@ class CoarseNetMatcher(CoarseMatcher):
     def prepare(self, bank) -> Any:
         """Encode the bank's T templates once: an :class:`coop_ros.nets.Encoding` (T, N, C)."""
         x = to_input(bank.rgb, self.device)
-        with _autocast(self.device, self.precision):
+        with precision_context(self.device.type, self.precision):
             encs = [self.model.encode(x[i:i + self.template_batch])
                     for i in range(0, len(x), self.template_batch)]
         from coop_ros.nets.croco import Encoding
@@ -136,7 +125,7 @@ class CoarseNetMatcher(CoarseMatcher):
         from coop_ros.nets.croco import Encoding
         from coop_ros.nets.heads import template_scores
         logits, offsets = [], []
-        with _autocast(self.device, self.precision):
+        with precision_context(self.device.type, self.precision):
             qenc = self.model.encode(to_input(query.rgb, self.device))
             T = prepared.tokens.shape[0]
             for i in range(0, T, self.template_batch):
@@ -173,7 +162,7 @@ class RefinerFlowEstimator(FlowEstimator):
     def __init__(self, model, device="cpu", precision: str = "fp32"):
         self.device = torch.device(device)
         self.precision = precision
-        _autocast(self.device, precision)   # validates
+        precision_context(self.device.type, precision)   # validates
         self.model = _load(model, "refiner", self.device) if isinstance(model, (str, os.PathLike)) \
             else model.to(self.device).eval()
 
@@ -183,7 +172,7 @@ class RefinerFlowEstimator(FlowEstimator):
         query.validate("query")
         if render.size != query.size:
             raise InputError(f"render ({render.size} px) and query ({query.size} px) crops differ")
-        with _autocast(self.device, self.precision):
+        with precision_context(self.device.type, self.precision):
             out = self.model(to_input(render.rgb, self.device), to_input(query.rgb, self.device))
         return FlowField(mu=out.flow[0].float().cpu().numpy().astype(np.float32),
                          b=out.scale[0].float().cpu().numpy().astype(np.float32),
@@ -198,7 +187,7 @@ class SelectionScorer(HypothesisScorer):
     def __init__(self, model, device="cpu", precision: str = "fp32"):
         self.device = torch.device(device)
         self.precision = precision
-        _autocast(self.device, precision)   # validates
+        precision_context(self.device.type, precision)   # validates
         self.model = _load(model, "selection", self.device) \
             if isinstance(model, (str, os.PathLike)) else model.to(self.device).eval()
 
@@ -206,7 +195,7 @@ class SelectionScorer(HypothesisScorer):
     def score(self, query: ImageCrop, render: ImageCrop) -> tuple[float, dict]:
         query.validate("query")
         render.validate("render")
-        with _autocast(self.device, self.precision):
+        with precision_context(self.device.type, self.precision):
             logit = float(self.model(to_input(query.rgb, self.device),
                                      to_input(render.rgb, self.device))[0])
         return float(1.0 / (1.0 + np.exp(-logit))), {"logit": logit}
