@@ -700,3 +700,36 @@ def models_info_entry(obj: ObjectModel) -> dict:
             {"axis": [float(x) for x in s["axis"]], "offset": [float(x) * k for x in s["offset"]]}
             for s in obj.symmetries_continuous]
     return entry
+
+
+def simplified(obj: ObjectModel, max_faces: int = 2000) -> ObjectModel:
+    """A copy of ``obj`` with at most ``max_faces`` faces (trimesh's quadric decimation, backed
+    by ``fast_simplification``), vertex colours carried over from the nearest original vertex;
+    ``obj`` itself when it is small enough. For renderings whose cost grows with the face count
+    and whose result does not need every face: the evidence silhouettes of 30-200 px objects
+    (a 46k-face LM-O mesh renders ~5x faster at 2k faces). Texture coordinates are dropped (the
+    copy keeps vertex colours sampled from the texture when the mesh had one)."""
+    if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) \
+            or max_faces < 100:
+        raise InputError(f"simplified: max_faces must be an integer >= 100, got {max_faces!r}")
+    if len(obj.faces) <= max_faces:
+        return obj
+    from scipy.spatial import cKDTree
+
+    dec = obj.as_trimesh().simplify_quadric_decimation(face_count=int(max_faces))
+    v = np.asarray(dec.vertices, dtype=np.float64)
+    colors = None
+    src_colors = obj.vertex_colors
+    if src_colors is None and obj.texture is not None:
+        Ht, Wt = obj.texture.shape[:2]
+        u = np.clip((obj.uv[:, 0] % 1.0) * Wt, 0, Wt - 1).astype(int)
+        vv = np.clip((1.0 - obj.uv[:, 1] % 1.0) * Ht, 0, Ht - 1).astype(int)
+        src_colors = obj.texture[vv, u].astype(np.float32) / 255.0
+    if src_colors is not None:
+        _, idx = cKDTree(obj.vertices).query(v)
+        colors = src_colors[idx]
+    return ObjectModel(name=f"{obj.name}_simplified", vertices=v,
+                       faces=np.asarray(dec.faces, dtype=np.int64), vertex_colors=colors,
+                       units=obj.units, symmetries_discrete=list(obj.symmetries_discrete),
+                       symmetries_continuous=list(obj.symmetries_continuous),
+                       source_path=obj.source_path)

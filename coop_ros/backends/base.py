@@ -163,7 +163,13 @@ class FlowEstimator(abc.ABC):
 
 
 class HypothesisScorer(abc.ABC):
-    """Slot 3: query crop x rendering at a refined pose -> a score (higher = better)."""
+    """Slot 3: query crop x rendering at a refined pose -> a score (higher = better).
+
+    ``uses_evidence``: True when the scorer is the pipeline's image evidence itself
+    (:mod:`coop_ros.evidence`); the selection stage then sorts by the evidence it already
+    computed for every hypothesis instead of calling :meth:`score`."""
+
+    uses_evidence = False
 
     @abc.abstractmethod
     def score(self, query: ImageCrop, render: ImageCrop) -> tuple[float, dict]:

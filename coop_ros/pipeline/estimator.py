@@ -36,6 +36,7 @@ from coop_ros.pipeline.refine import QueryImage, refine_rgb, refine_rgbd
 from coop_ros.pipeline.results import (STATUS_FAILED, STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
 from coop_ros.pipeline.select import score_hypotheses
+from coop_ros.evidence import Evidence
 
 __all__ = ["PoseEstimator", "Detection", "PoseConfig", "PoseResult", "Hypothesis"]
 
@@ -64,8 +65,9 @@ def torch_threads(n: int | None):
 
 
 class _Registered:
-    def __init__(self, obj, bank, prepared, key, seconds):
+    def __init__(self, obj, bank, prepared, key, proxy_key, seconds):
         self.obj, self.bank, self.prepared, self.key, self.seconds = obj, bank, prepared, key, seconds
+        self.proxy_key = proxy_key
 
 
 class PoseEstimator:
@@ -105,7 +107,7 @@ class PoseEstimator:
         Returns:
             seconds spent (templates + features).
         """
-        from coop_ros.objects import ObjectModel, parse_bop_symmetries
+        from coop_ros.objects import ObjectModel, parse_bop_symmetries, simplified
         from coop_ros.render.templates import build_template_bank
         t0 = time.perf_counter()
         if isinstance(obj, (str, Path)):
@@ -121,8 +123,12 @@ class PoseEstimator:
         prepared = self.backend.matcher.prepare(bank)
         key = f"coop:{obj_id}:{obj.content_hash()[:12]}"
         self.renderer.add_object(key, obj)
+        proxy = simplified(obj, cfg.proxy_faces)
+        proxy_key = key if proxy is obj else key + ":proxy"
+        if proxy is not obj:
+            self.renderer.add_object(proxy_key, proxy)
         dt = time.perf_counter() - t0
-        self._objects[obj_id] = _Registered(obj, bank, prepared, key, dt)
+        self._objects[obj_id] = _Registered(obj, bank, prepared, key, proxy_key, dt)
         return dt
 
     def has_object(self, obj_id) -> bool:
@@ -235,58 +241,65 @@ class PoseEstimator:
                             "detection box have a depth measurement")
         timings["crop"] = time.perf_counter() - t0
 
-        # ---- coarse
+        # ---- coarse: candidate poses from the best templates, ranked by the image evidence
         t0 = time.perf_counter()
+        evidence = Evidence(rgb, K, box, depth=depth if mode == "rgbd" else None)
         try:
             matches = self.backend.matcher.match(qcrop, reg.bank, reg.prepared)
             matches.validate(len(reg.bank), (cfg.crop_size // 16) ** 2)
-            n_coarse = 1 if coarse_only else n
             coarse, _fails = coarse_hypotheses(
-                matches, reg.bank, qcrop, mode, n_coarse, reg.obj.diameter,
+                matches, reg.bank, qcrop, mode, max(cfg.coarse_candidates, n), reg.obj.diameter,
                 reproj_px=cfg.pnp_reproj_px, min_correspondences=cfg.min_correspondences,
                 seed=cfg.seed, center_obj=reg.obj.center)
+            ev_scores, ev_terms = evidence.evaluate(self.renderer, reg.proxy_key,
+                                                    np.stack([c.T for c in coarse]))
         except EstimationError as e:
             timings["coarse"] = time.perf_counter() - t0
             return fail(str(e))
         except (np.linalg.LinAlgError, cv2.error) as e:   # numerical breakdown on odd input
             timings["coarse"] = time.perf_counter() - t0
             return fail(f"{Reason.NUMERICAL_ERROR}: coarse stage: {type(e).__name__}: {e}")
+        order = np.argsort(-ev_scores, kind="stable")[:n]
         timings["coarse"] = time.perf_counter() - t0
 
-        # ---- refine
+        # ---- refine: every step judged by the evidence, then the evidence search
         hyps: list[Hypothesis] = []
         t0 = time.perf_counter()
-        for ch in coarse:
+        search = None if cfg.search_levels == 0 else {"levels": cfg.search_levels}
+        for j in order:
+            ch = coarse[j]
             h = Hypothesis(T_coarse=ch.T, T=ch.T.copy(), template_index=ch.template_index,
                            template_score=ch.template_score,
-                           num_correspondences=ch.num_correspondences)
+                           num_correspondences=ch.num_correspondences,
+                           score=float(ev_scores[j]), score_terms=Evidence.as_dict(ev_terms[j]),
+                           score_coarse=float(ev_scores[j]))
             if not coarse_only:
+                common = dict(size=cfg.crop_size, radius_px=cfg.flow_radius_px,
+                              min_correspondences=cfg.min_correspondences, evidence=evidence,
+                              evidence_key=reg.proxy_key, search=search)
                 try:
                     if mode == "rgb":
                         r = refine_rgb(ch.T, query, self.renderer, reg.key, reg.obj, self.backend,
-                                       size=cfg.crop_size, iterations=cfg.refine_iterations,
+                                       iterations=cfg.refine_iterations,
                                        lm_iterations=cfg.lm_iterations,
-                                       radius_px=cfg.flow_radius_px,
-                                       min_correspondences=cfg.min_correspondences,
-                                       inflation=self.inflation["rgb"])
+                                       inflation=self.inflation["rgb"], **common)
                     else:
                         r = refine_rgbd(ch.T, query, self.renderer, reg.key, reg.obj,
-                                        self.backend, size=cfg.crop_size,
-                                        iterations=cfg.rgbd_refine_iterations,
+                                        self.backend, iterations=cfg.rgbd_refine_iterations,
                                         icp_iterations=cfg.icp_iterations,
-                                        radius_px=cfg.flow_radius_px,
                                         threshold_frac=cfg.magsac_threshold_frac,
-                                        min_correspondences=cfg.min_correspondences,
-                                        inflation=self.inflation["rgbd"], seed=cfg.seed)
+                                        inflation=self.inflation["rgbd"], seed=cfg.seed, **common)
                     h.T, h.covariance, h.num_correspondences = r.T, r.covariance, \
                         r.num_correspondences
+                    h.score, h.score_terms = r.score, Evidence.as_dict(r.terms)
                     for k, dt in enumerate(r.iteration_times):
                         timings[f"refine_iter_{k}"] = timings.get(f"refine_iter_{k}", 0.0) + dt
                 except (EstimationError, InputError) as e:
-                    h.status, h.reason = STATUS_FAILED, str(e)
+                    # the coarse pose stays the hypothesis (and a candidate in selection)
+                    h.reason = f"{e} (coarse pose kept)"
                 except (np.linalg.LinAlgError, cv2.error) as e:
-                    h.status, h.reason = STATUS_FAILED, (f"{Reason.REFINEMENT_FAILED}: "
-                                                         f"{type(e).__name__}: {e}")
+                    h.reason = (f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} "
+                                "(coarse pose kept)")
             hyps.append(h)
         timings["refine"] = time.perf_counter() - t0
 

@@ -1,24 +1,28 @@
-"""Refinement stage: render and compare.
+"""Refinement stage: render and compare, every step judged on the real image.
 
-Every iteration: a crop that follows the current pose (``crop_around_projection``), a rendering
+Co-op's iteration: a crop that follows the current pose (``crop_around_projection``), a rendering
 at the pose in that crop (RGB, depth, mask, object coordinates), the backend's probabilistic flow
 rendering -> query (mu, b, certainty, sensitivity), Co-op's confidence
 ``W = certainty x sensitivity x (1 - exp(-R / b))``, and then
 
 * RGB: 2D-3D correspondences (rendered pixel + mu  <->  its model point) -> weighted
   Levenberg-Marquardt PnP (:func:`coop_ros.geometry.pnp.lm_pnp`, weights ``W / (2 b^2)`` = W times
-  the inverse variance of a Laplace(b) error), a final Gauss-Newton step in the last iteration;
-  covariance from that final weighted LM system.
+  the inverse variance of a Laplace(b) error), a final Gauss-Newton step in the last iteration.
 * RGB-D: correspondences with certainty >= 0.5 lifted to 3D-3D (model point <-> observed depth at
   the flow target) -> Kabsch inside MAGSAC++ (seeded: same input, same pose); then a projective
   point-to-plane ICP on the observed depth (re-rendered every step, trimmed by a shrinking depth
   gate, normals from the lightly smoothed depth) with silhouette terms (rendered contour <->
-  observed depth edges) for the slides a flat face cannot see; its final system gives the
-  covariance.
+  observed depth edges) for the slides a flat face cannot see.
 
-Covariances are (6, 6) in the ROS order about the camera axes [m^2, rad^2], multiplied by
-``inflation`` (dense pixels are not independent observations: the raw least-squares covariance
-is over-confident; see the pipeline's calibration in bench/eval).
+Between a shaded, vertex-coloured rendering and a photo of a low-texture object the flow can be
+wrong while agreeing with itself, so every proposed pose is judged by the image evidence of the
+detection (:mod:`coop_ros.evidence`: region statistics, contour, appearance, depth) and taken only
+when it raises it; then the evidence search (:mod:`coop_ros.pipeline.search`) refines the pose
+on the evidence alone. A refined pose therefore never has less evidence than its coarse pose.
+
+Covariances are (6, 6) in the ROS order about the camera axes [m^2, rad^2]: the final LM / ICP
+system's, or, when the evidence search moved the pose, the evidence's curvature at its optimum
+(:func:`evidence_covariance`), multiplied by ``inflation`` (calibrated in the estimator).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from coop_ros.geometry.pnp import lm_pnp
 from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.geometry.se3 import rotvec_to_matrix
 from coop_ros.pipeline.results import Reason
+from coop_ros.pipeline.search import evidence_search
 
 __all__ = ["QueryImage", "RefineResult", "render_view", "refine_rgb", "refine_rgbd",
            "pose_crop"]
@@ -76,12 +81,15 @@ class QueryImage:
 @dataclass
 class RefineResult:
     """T (4, 4) refined pose; covariance (6, 6) or None; num_correspondences of the last step;
-    iteration_times: seconds of each iteration (render + flow + solve)."""
+    iteration_times: seconds of each iteration (render + flow + solve; the evidence search last);
+    score / terms: evidence of T (nan / None without evidence)."""
 
     T: np.ndarray
     covariance: np.ndarray | None
     num_correspondences: int
     iteration_times: list = field(default_factory=list)
+    score: float = float("nan")
+    terms: np.ndarray | None = None
 
 
 def pose_crop(query: QueryImage, T: np.ndarray, obj, size: int, margin: float = 0.1):
@@ -146,118 +154,138 @@ def _reproj(T, X, K):
     return p[:, :2] / np.maximum(p[:, 2:3], 1e-9)
 
 
+class _Judge:
+    """Keeps the best pose seen under the evidence of the detection; ``offer`` renders a proposal
+    and takes it only when its evidence is higher (None evidence: every proposal is taken)."""
+
+    def __init__(self, T0, evidence, renderer, key):
+        self.evidence, self.renderer, self.key = evidence, renderer, key
+        self.T = np.array(T0, dtype=np.float64)
+        self.score, self.terms = float("nan"), None
+        if evidence is not None:
+            s, t = evidence.evaluate(renderer, key, self.T[None])
+            self.score, self.terms = float(s[0]), t[0]
+
+    def offer(self, T) -> bool:
+        if self.evidence is None:
+            self.T = np.array(T, dtype=np.float64)
+            return True
+        s, t = self.evidence.evaluate(self.renderer, self.key, np.asarray(T)[None])
+        if s[0] > self.score:
+            self.T, self.score, self.terms = np.array(T, dtype=np.float64), float(s[0]), t[0]
+            return True
+        return False
+
+
+def _search(judge: _Judge, obj, search: dict | None, inflation: float):
+    """Evidence search from the judge's pose; returns (search result or None, covariance from the
+    curvature of the evidence at the optimum or None)."""
+    if search is None or judge.evidence is None:
+        return None, None
+    res = evidence_search(judge.T, judge.evidence, judge.renderer, judge.key, obj.center,
+                          start=(judge.score, judge.terms), **search)
+    judge.T, judge.score, judge.terms = res.T, res.score, res.terms
+    return res, evidence_covariance(res, obj.diameter, inflation)
+
+
+def evidence_covariance(res, diameter: float, inflation: float) -> np.ndarray:
+    """(6, 6) diagonal covariance (ROS order, camera frame) from the evidence's second differences
+    at the search optimum (Laplace approximation: variance = inflation x step^2 / -curvature),
+    capped at (diameter)^2 for translations and (pi / 2)^2 for rotations where the evidence is
+    flat along a move."""
+    h = np.maximum(res.steps, 1e-9)
+    neg = np.maximum(-np.asarray(res.curvature, np.float64), 1e-9)
+    var = inflation * h ** 2 / neg
+    var[:3] = np.minimum(var[:3], diameter ** 2)
+    var[3:] = np.minimum(var[3:], (np.pi / 2) ** 2)
+    return np.diag(var)
+
+
 def refine_rgb(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
                size: int = 224, iterations: int = 4, lm_iterations: int = 6,
                radius_px: float = 2.0, min_correspondences: int = 8, max_points: int = 800,
-               inflation: float = 1.0, depth_check: bool = True) -> RefineResult:
-    """RGB render-and-compare refinement with weighted LM PnP (module docstring).
+               inflation: float = 1.0, evidence=None, evidence_key: str | None = None,
+               search: dict | None = None) -> RefineResult:
+    """RGB render-and-compare refinement: Co-op's flow + weighted LM PnP iterations, then the
+    evidence search (module docstring).
 
-    With ``depth_check`` the distance (the weak direction of RGB) is checked explicitly after the
-    flow iterations when the rendering is weakly textured (< 8 % Canny edge pixels inside the
-    silhouette -- with texture the flow fixes the depth): the translation is scaled by
-    0.85 ... 1.15 (13 steps: the object slides along its viewing ray, its image centre stays)
-    and the scale whose rendered silhouette contour best matches the query's edges (oriented
-    chamfer) is kept when it is an interior maximum better by > 0.02; the covariance's depth
-    variance is then raised to at least the spread of that search's plausible scales.
+    With ``evidence`` (a :class:`coop_ros.evidence.Evidence` of the detection, rendered with the
+    mesh ``evidence_key``) every flow iteration's pose is taken only when it raises the evidence;
+    the first one that does not ends the flow iterations. ``search`` (keyword arguments of
+    :func:`coop_ros.pipeline.search.evidence_search`, or None) then refines the pose on the
+    evidence alone; its covariance replaces the LM one. Without evidence every LM step is taken
+    (the plain Co-op iteration).
 
     Raises:
-        EstimationError starting with "refinement_failed" / "too_few_correspondences".
+        EstimationError starting with "refinement_failed" / "too_few_correspondences" (only when
+        no evidence judges the steps: with evidence a failed flow step just ends the flow
+        iterations).
     """
-    T = np.array(T0, dtype=np.float64)
+    judge = _Judge(T0, evidence, renderer, evidence_key or key)
     cov = None
     n_corr = 0
     times = []
     grid = _grid(size)
-    for k in range(max(iterations, 1)):
+    for k in range(max(iterations, 0)):
         t0 = time.perf_counter()
-        Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
-                                           use_depth=False)
-        W = ff.confidence(radius_px)
-        sel = rend.mask & (W > 0.01)
-        rows, cols = _subsample(sel, max_points)
-        n_corr = len(rows)
-        if n_corr < min_correspondences:
-            raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
-                                  f"pixels in refinement iteration {k}")
-        x2d = grid[rows, cols] + ff.mu[rows, cols]
-        X = rend.xyz[rows, cols].astype(np.float64)
-        w = W[rows, cols] / (2.0 * ff.b[rows, cols] ** 2)
-        last = k == max(iterations, 1) - 1
         try:
-            # robust weighted LM: one pass, Cauchy re-weighting of the reprojection residuals
-            # (scale 2 b + 1 px), a second pass; the final pass ends with a Gauss-Newton step
-            res = _lm(x2d, X, w, Kc, T, lm_iterations, False)
-            e = _reproj(res.T[0].numpy(), X, Kc) - x2d
-            c = 2.0 * ff.b[rows, cols] + 1.0
-            w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
-            res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), lm_iterations, last)
-        except (EstimationError, InputError) as e:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
-        T_new = res.T[0].numpy().copy()
-        if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
-        # guard against a wild step (a bad flow field): cap the move per iteration
-        if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
-        T = T_new
-        cov = res.covariance[0].numpy().copy() * inflation
+            T_new, cov_new, n_corr = _flow_lm_step(judge.T, query, renderer, key, obj, backend,
+                                                   size, grid, k, lm_iterations, radius_px,
+                                                   min_correspondences, max_points,
+                                                   last=k == iterations - 1)
+        except EstimationError:
+            if evidence is None:
+                raise
+            times.append(time.perf_counter() - t0)
+            break
+        taken = judge.offer(T_new)
+        if taken:
+            cov = cov_new * inflation
         times.append(time.perf_counter() - t0)
-    if depth_check:
-        t0 = time.perf_counter()
-        T, cov = _depth_check(T, cov, query, renderer, key, obj, size)
+        if not taken:
+            break
+    t0 = time.perf_counter()
+    res, cov_s = _search(judge, obj, search, inflation)
+    if res is not None:
+        cov = cov_s
         times.append(time.perf_counter() - t0)
-    return RefineResult(T=T, covariance=cov, num_correspondences=n_corr, iteration_times=times)
+    return RefineResult(T=judge.T, covariance=cov, num_correspondences=n_corr,
+                        iteration_times=times, score=judge.score, terms=judge.terms)
 
 
-def _depth_check(T, cov, query: QueryImage, renderer, key, obj, size,
-                 scales=np.linspace(0.85, 1.15, 13), texture_max: float = 0.08):
-    """Slide the object along its viewing ray; keep the scale whose silhouette contour agrees
-    best with the query edges (see :func:`refine_rgb`)."""
-    from coop_ros.backends.weightfree.features import edge_map
-    crop = pose_crop(query, T, obj, size, margin=0.2)
-    Kc = crop.intrinsics(query.K)
-    # only for weakly textured renderings: with texture the flow fixes the depth, and the
-    # interior texture edges would attract a shrunken silhouette
-    r0 = renderer.render(key, T, Kc, width=size, height=size)
-    inner = cv2.erode(r0.mask[0].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    if inner.sum() < 50:
-        return T, cov
-    g = cv2.cvtColor(r0.rgb[0], cv2.COLOR_RGB2GRAY)
-    tex = (cv2.Canny(g, 40, 100)[inner] > 0).mean()
-    if tex > texture_max:
-        return T, cov
-    q = query.view(crop, use_depth=False)
-    em = edge_map(q.rgb, q.mask)
-    Ts = np.repeat(T[None], len(scales), 0)
-    Ts[:, :3, 3] *= scales[:, None]
-    out = renderer.render(key, Ts, Kc, width=size, height=size)
-    tau = 4.0 * size / 224.0
-    sc = np.zeros(len(scales))
-    kernel = np.ones((3, 3), np.uint8)
-    for i in range(len(scales)):
-        m = out.mask[i].astype(np.uint8)
-        if not m.any():
-            continue
-        contour = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, kernel) > 0
-        contour &= m > 0
-        rows, cols = np.nonzero(contour)
-        mf = cv2.GaussianBlur(m.astype(np.float32), (0, 0), 1.5)
-        th = np.arctan2(cv2.Sobel(mf, cv2.CV_32F, 0, 1)[rows, cols],
-                        cv2.Sobel(mf, cv2.CV_32F, 1, 0)[rows, cols])
-        d = em.dist[rows, cols]
-        sc[i] = float(np.mean(np.clip(1 - d / tau, 0, 1)
-                              * np.abs(np.cos(th - em.nearest_theta[rows, cols]))))
-    best = int(np.argmax(sc))
-    if best in (0, len(scales) - 1) or sc[best] <= sc[len(scales) // 2] + 0.02:
-        # no clear, interior maximum: keep the flow's depth
-        return T, cov
-    T = Ts[best].copy()
-    if cov is not None:
-        near = scales[sc >= sc[best] - 0.05]
-        sd = 0.5 * (near.max() - near.min()) * T[2, 3] + 1e-4
-        cov = cov.copy()
-        cov[2, 2] = max(cov[2, 2], sd * sd)
-    return T, cov
+def _flow_lm_step(T, query, renderer, key, obj, backend, size, grid, k, lm_iterations,
+                  radius_px, min_correspondences, max_points, last):
+    """One Co-op iteration: render at T, flow rendering -> query, Co-op's confidence, robust
+    weighted LM PnP. Returns (T_new, raw covariance (6, 6), correspondences)."""
+    Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
+                                       use_depth=False)
+    W = ff.confidence(radius_px)
+    sel = rend.mask & (W > 0.01)
+    rows, cols = _subsample(sel, max_points)
+    n_corr = len(rows)
+    if n_corr < min_correspondences:
+        raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
+                              f"pixels in refinement iteration {k}")
+    x2d = grid[rows, cols] + ff.mu[rows, cols]
+    X = rend.xyz[rows, cols].astype(np.float64)
+    w = W[rows, cols] / (2.0 * ff.b[rows, cols] ** 2)
+    try:
+        # robust weighted LM: one pass, Cauchy re-weighting of the reprojection residuals
+        # (scale 2 b + 1 px), a second pass; the final pass ends with a Gauss-Newton step
+        res = _lm(x2d, X, w, Kc, T, lm_iterations, False)
+        e = _reproj(res.T[0].numpy(), X, Kc) - x2d
+        c = 2.0 * ff.b[rows, cols] + 1.0
+        w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
+        res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), lm_iterations, last)
+    except (EstimationError, InputError) as e:
+        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
+    T_new = res.T[0].numpy().copy()
+    if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
+        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
+    # guard against a wild step (a bad flow field): cap the move per iteration
+    if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
+        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
+    return T_new, res.covariance[0].numpy().copy(), n_corr
 
 
 def _normals(P: np.ndarray) -> np.ndarray:
@@ -433,18 +461,38 @@ def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, ob
 def refine_rgbd(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
                 size: int = 224, iterations: int = 2, icp_iterations: int = 10,
                 radius_px: float = 2.0, threshold_frac: float = 0.03,
-                min_correspondences: int = 8, inflation: float = 1.0, seed: int = 0
-                ) -> RefineResult:
-    """RGB-D refinement: flow -> 3D-3D -> MAGSAC++ Kabsch, then point-to-plane ICP.
-    MAGSAC++ of iteration k is seeded with ``(seed, k)``: the same input gives the same pose."""
-    T = np.array(T0, dtype=np.float64)
+                min_correspondences: int = 8, inflation: float = 1.0, seed: int = 0,
+                evidence=None, evidence_key: str | None = None,
+                search: dict | None = None) -> RefineResult:
+    """RGB-D refinement: flow -> 3D-3D -> MAGSAC++ Kabsch iterations, point-to-plane ICP, then
+    the evidence search. MAGSAC++ of iteration k is seeded with ``(seed, k)``: the same input
+    gives the same pose.
+
+    With ``evidence`` (RGB-D evidence of the detection, rendered with ``evidence_key``) each
+    Kabsch pose and the ICP result are taken only when they raise the evidence; ``search`` as in
+    :func:`refine_rgb`. The covariance is the ICP system's when the ICP result was taken, else
+    the evidence search's.
+
+    Raises:
+        EstimationError "registration_failed" when no rendered pixel agrees with the observed
+        depth at the start of the ICP and no evidence judges the steps.
+    """
+    judge = _Judge(T0, evidence, renderer, evidence_key or key)
     grid = _grid(size)
     times = []
-    n_corr = 0
+    n_corr = npairs = 0
+    cov = None
     for k in range(iterations):
         t0 = time.perf_counter()
-        Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
-                                           use_depth=True)
+        T = judge.T
+        try:
+            Kc, rend, q, ff = _render_and_flow(query, T, renderer, key, obj, backend, size,
+                                               use_depth=True)
+        except EstimationError:
+            if evidence is None:
+                raise
+            times.append(time.perf_counter() - t0)
+            break
         W = ff.confidence(radius_px)
         tgt = grid + ff.mu
         tu = np.rint(tgt[..., 0]).astype(int)
@@ -466,15 +514,25 @@ def refine_rgbd(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, back
                                   probabilities=p, min_inliers=max(min_correspondences, 12),
                                   seed=(seed, k))
                 if r.num_inliers >= 0.2 * n_corr:
-                    T = r.T
+                    judge.offer(r.T)
             except (EstimationError, InputError):
                 pass
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
     try:
-        T, cov, npairs, icp_times = icp_point_to_plane(T, query, renderer, key, obj, size,
+        T_icp, cov_icp, npairs, _ = icp_point_to_plane(judge.T, query, renderer, key, obj, size,
                                                        icp_iterations, inflation)
+        if judge.offer(T_icp):
+            cov = cov_icp
     except EstimationError:
-        raise
-    times.append(float(np.sum(icp_times)))
-    return RefineResult(T=T, covariance=cov, num_correspondences=max(n_corr, npairs),
-                        iteration_times=times)
+        if evidence is None:
+            raise
+    times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    res, cov_s = _search(judge, obj, search, inflation)
+    if res is not None:
+        if cov is None or res.score > res.score0:   # the search moved off the ICP optimum
+            cov = cov_s
+        times.append(time.perf_counter() - t0)
+    return RefineResult(T=judge.T, covariance=cov, num_correspondences=max(n_corr, npairs),
+                        iteration_times=times, score=judge.score, terms=judge.terms)

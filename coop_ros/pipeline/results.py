@@ -82,6 +82,13 @@ class PoseConfig:
         stages, seeded per call; OpenCV's RANSACs seed themselves with a constant). The same
         input and config give bit-identical results in every process and on every call (checked
         on one machine; other BLAS / thread settings may change the last bits).
+    search_levels: step halvings of the evidence search that ends every refinement
+        (:mod:`coop_ros.pipeline.search`; 0: no search, the flow / ICP steps alone, still judged
+        by the evidence).
+    coarse_candidates: coarse poses computed (from the best-scored templates) and ranked by the
+        image evidence; the best ``num_hypotheses`` of them are refined.
+    proxy_faces: faces of the simplified mesh the evidence renders (a silhouette of a 30-200 px
+        object needs no more; the full mesh renders the templates and the flow steps).
     coarse_ckpt / refiner_ckpt / selection_ckpt: checkpoint files of the learned backend
         ("coop"; "auto" uses it when any is set). A slot without a checkpoint keeps its
         weight-free implementation.
@@ -105,6 +112,9 @@ class PoseConfig:
     device: str = "cpu"
     precision: str = "fp32"
     torch_threads: int | None = 1
+    search_levels: int = 4
+    coarse_candidates: int = 12
+    proxy_faces: int = 2000
     seed: int = 0
     coarse_ckpt: str | None = None
     refiner_ckpt: str | None = None
@@ -138,6 +148,12 @@ class PoseConfig:
             bad("min_score", "must lie in [0, 1]")
         if not isinstance(self.num_hypotheses, int) or not 1 <= self.num_hypotheses <= 64:
             bad("num_hypotheses", "must be an integer in [1, 64]")
+        if not isinstance(self.search_levels, int) or not 0 <= self.search_levels <= 8:
+            bad("search_levels", "must be an integer in [0, 8]")
+        if not isinstance(self.coarse_candidates, int) or not 1 <= self.coarse_candidates <= 64:
+            bad("coarse_candidates", "must be an integer in [1, 64]")
+        if not isinstance(self.proxy_faces, int) or self.proxy_faces < 100:
+            bad("proxy_faces", "must be an integer >= 100")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             bad("seed", "must be a non-negative integer")
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
@@ -170,9 +186,11 @@ class Hypothesis:
 
     T_coarse: (4, 4) pose after the coarse stage. T: (4, 4) pose after refinement.
     template_index: the template it came from; template_score: the coarse matcher's score.
-    score: selection score in [0, 1] (higher = better); score_terms: its parts.
-    covariance: (6, 6) or None. status / reason: "ok" or "failed" + why (a failed refinement keeps
-    T = T_coarse).
+    score: selection score in [0, 1] (higher = better; weight-free: the image evidence of T,
+    :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
+    (refinement never lowers it: score >= score_coarse).
+    covariance: (6, 6) or None. status / reason: "ok" or "failed" + why; a refinement that raised
+    keeps T = T_coarse, status "ok" and says so in ``reason``.
     """
 
     T_coarse: np.ndarray
@@ -183,6 +201,7 @@ class Hypothesis:
     score_terms: dict = field(default_factory=dict)
     covariance: np.ndarray | None = None
     num_correspondences: int = 0
+    score_coarse: float = float("nan")
     status: str = STATUS_OK
     reason: str = ""
 

@@ -5,7 +5,8 @@
 * flow estimator: :class:`~coop_ros.backends.weightfree.flow.DisFlowEstimator` (OpenCV DIS,
   forward-backward consistency -> Laplace scale, certainty, sensitivity);
 * hypothesis scorer: :class:`~coop_ros.backends.weightfree.scorer.RenderCompareScorer`
-  (edges + gradient NCC + silhouette/box agreement, + depth agreement in RGB-D).
+  (the image evidence of :mod:`coop_ros.evidence`: region statistics, contour, appearance,
+  + depth agreement in RGB-D).
 
 Registered as ``"weight-free"`` in :func:`coop_ros.backends.base.get_backend`.
 """
