@@ -23,11 +23,16 @@ crop; the shaded rendering's appearance is never trusted beyond what survives a 
 * ``chroma``: agreement of the chromaticity (r, g) of the rendering's vertex colours with the
   photo inside the silhouette, ``mean exp(-|dc|^2 / (2 0.03^2))`` (brightness-free).
 * ``ncc``: local normalised cross-correlation (7 x 7) of the grey levels inside the silhouette.
-* ``depth`` (with an observed depth): among rendered pixels with a measurement, the fraction that
-  agree (``|z_obs - z_ren| < tau_z``) out of agree + "seen through" (``z_obs > z_ren + tau_z``);
-  nearer measurements are occlusion and count neither way; times ``min(1, visible / 0.5)`` with
-  ``visible`` the non-occluded fraction; tau_z = max(2 % of the rendered depth, 5 mm) (a few-mm
-  sensor offset stays inside it).
+* ``box``: IoU of the silhouette's bounding box with the detection box (a pose whose projection
+  reaches far beyond the detected object, or covers a fraction of it, explains it badly).
+* ``depth`` (with an observed depth): ``mean exp(-(z_obs - z_ren)^2 / (2 sigma^2))`` over the
+  rendered pixels with a measurement that is not nearer than ``z_ren - 3 sigma`` (a nearer
+  measurement is an occluder, not an error; a farther one -- the camera sees through where the
+  object should be -- scores 0), times ``min(1, visible / 0.5)`` with ``visible`` the
+  non-occluded share; sigma = max(5 mm, 0.5 % of the distance) (:data:`DEPTH_SIGMA_M`).
+* ``explained`` (with depth): of the measured points that lie in the rendered depth range
+  (+- 3 sigma) inside the detection box or the silhouette, the share the silhouette covers and
+  agrees with (within 3 sigma): a pose that explains less of the observed object scores less.
 
 score = sum_k weight_k clip(term_k, 0, 1) / sum_k weight_k, in [0, 1] (:class:`EvidenceWeights`). The RGB weights were fitted on the
 real LM-O dev split (pairwise logistic regression on refined hypotheses, image-wise 4-fold cross
@@ -49,7 +54,11 @@ __all__ = ["EvidenceWeights", "Evidence", "EVIDENCE_SIZE", "EVIDENCE_MARGIN", "T
 EVIDENCE_SIZE = 128
 EVIDENCE_MARGIN = 1.0
 #: names of the terms, in the order of :meth:`Evidence.terms` columns
-TERMS = ("region", "contour", "gradient", "chroma", "ncc", "depth")
+TERMS = ("region", "contour", "gradient", "chroma", "ncc", "box", "depth", "explained")
+#: depth noise the depth term allows: max(5 mm, 0.5 % of the distance) (Kinect / RealSense
+#: class sensors at 0.5-1.5 m, plus a few mm of depth-to-colour registration error)
+DEPTH_SIGMA_M = 0.005
+DEPTH_SIGMA_REL = 0.005
 
 _K3 = np.ones((3, 3), np.uint8)
 _K5 = np.ones((5, 5), np.uint8)
@@ -60,16 +69,19 @@ class EvidenceWeights:
     """Weights of the evidence terms (see the module docstring); ``depth`` applies only when an
     observed depth is given."""
 
-    region: float = 0.5
-    contour: float = 0.45
+    region: float = 0.85
+    contour: float = 1.3
     gradient: float = 1.0
-    chroma: float = 0.6
-    ncc: float = 0.4
-    depth: float = 2.0
+    chroma: float = 0.75
+    ncc: float = 1.35
+    box: float = 1.1
+    depth: float = 4.0
+    explained: float = 2.0
 
     def vector(self, with_depth: bool) -> np.ndarray:
+        d = 1.0 if with_depth else 0.0
         return np.array([self.region, self.contour, self.gradient, self.chroma, self.ncc,
-                         self.depth if with_depth else 0.0])
+                         self.box, d * self.depth, d * self.explained])
 
 
 class Evidence:
@@ -113,6 +125,12 @@ class Evidence:
         self._var = cv2.blur(g * g, (7, 7)) - self._mu ** 2
         f = q.astype(np.float32) + 1.0
         self._chroma = f[..., :2] / f.sum(-1, keepdims=True)
+        x, y, w, h = np.asarray(box_xywh, np.float64)
+        a = self.crop.image_to_crop(np.array([[x - 0.5, y - 0.5], [x + w - 0.5, y + h - 0.5]]))
+        self.box = np.array([a[0, 0], a[0, 1], a[1, 0], a[1, 1]])   # (u0, v0, u1, v1) crop px
+        uu = np.arange(size)
+        self._box_mask = ((uu[None, :] >= a[0, 0]) & (uu[None, :] <= a[1, 0])
+                          & (uu[:, None] >= a[0, 1]) & (uu[:, None] <= a[1, 1]))
         self.depth = None
         if depth is not None:
             self.depth = self.crop.warp(np.asarray(depth, np.float32), "nearest").astype(np.float64)
@@ -141,38 +159,66 @@ class Evidence:
                              * np.abs(np.cos(th - self.edges.nearest_theta[rows, cols]))))
 
     def _appearance(self, rgb: np.ndarray, inner: np.ndarray) -> tuple[float, float, float]:
-        """(gradient, chroma, ncc) of a shaded rendering inside ``inner``."""
-        g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        """(gradient, chroma, ncc) of a shaded rendering inside ``inner``. Computed on the box
+        around ``inner`` padded by 6 px (every 3 x 3 / 7 x 7 window of an inner pixel lies inside
+        it, so the values equal the whole crop's)."""
+        rows, cols = np.nonzero(inner)
+        S = self.size
+        r0, r1 = max(rows.min() - 6, 0), min(rows.max() + 7, S)
+        c0, c1 = max(cols.min() - 6, 0), min(cols.max() + 7, S)
+        sl = (slice(r0, r1), slice(c0, c1))
+        inner = inner[sl]
+        g = cv2.cvtColor(np.ascontiguousarray(rgb[sl]), cv2.COLOR_RGB2GRAY).astype(np.float32)
         gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0)[inner], cv2.Sobel(g, cv2.CV_32F, 0, 1)[inner]
-        qx, qy = self._gx[inner], self._gy[inner]
+        qx, qy = self._gx[sl][inner], self._gy[sl][inner]
         na, nb = np.hypot(qx, qy), np.hypot(gx, gy)
         w = np.minimum(na, nb)
         grad = float((np.abs(qx * gx + qy * gy) / np.maximum(na * nb, 1e-6) * w).sum()
                      / max(float(w.sum()), 1e-6))
-        f = rgb[inner].astype(np.float32) + 1.0
-        dc = f[:, :2] / f.sum(-1, keepdims=True) - self._chroma[inner]
+        f = rgb[sl][inner].astype(np.float32) + 1.0
+        dc = f[:, :2] / f.sum(-1, keepdims=True) - self._chroma[sl][inner]
         chroma = float(np.exp(-(dc ** 2).sum(-1) / (2 * 0.03 ** 2)).mean())
         mu = cv2.blur(g, (7, 7))
-        cov = cv2.blur(self._g * g, (7, 7)) - self._mu * mu
+        cov = cv2.blur(self._g[sl] * g, (7, 7)) - self._mu[sl] * mu
         var = cv2.blur(g * g, (7, 7)) - mu ** 2
-        ncc = float((cov / np.sqrt(np.maximum(self._var, 4.0) * np.maximum(var, 4.0)))[inner]
+        ncc = float((cov / np.sqrt(np.maximum(self._var[sl], 4.0) * np.maximum(var, 4.0)))[inner]
                     .mean())
         return grad, chroma, ncc
 
+    def _box_iou(self, m: np.ndarray) -> float:
+        """IoU of the silhouette's bounding box with the detection box (crop pixels)."""
+        rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        a = (cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5)
+        b = self.box
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return float(inter / union) if union > 0 else 0.0
+
     def _depth(self, zr: np.ndarray, m: np.ndarray) -> tuple[float, float]:
-        """(depth agreement, visible fraction) of a rendered depth map (module docstring)."""
+        """(depth agreement, explained fraction) of a rendered depth map (module docstring)."""
         zo = self.depth[m]
-        zr = zr[m].astype(np.float64)
+        zrm = zr[m].astype(np.float64)
         ok = zo > 0
         if not ok.any():
             return 0.0, 0.0
-        tau = max(0.02 * float(np.median(zr)), 0.005)
-        d = zo[ok] - zr[ok]
-        agree = int((np.abs(d) < tau).sum())
-        behind = int((d >= tau).sum())
-        occl = int((d <= -tau).sum())
-        visible = 1.0 - occl / max(int(ok.sum()), 1)
-        return agree / max(agree + behind, 1) * min(1.0, visible / 0.5), visible
+        zmed = float(np.median(zrm))
+        sigma = max(DEPTH_SIGMA_M, DEPTH_SIGMA_REL * zmed)
+        d = zo[ok] - zrm[ok]
+        occl = d < -3.0 * sigma                     # something nearer: occlusion, not error
+        n_vis = int((~occl).sum())
+        visible = n_vis / max(int(ok.sum()), 1)
+        agree = float(np.exp(-0.5 * (d[~occl] / sigma) ** 2).mean()) if n_vis else 0.0
+        # the observed object inside the detection box that the silhouette leaves unexplained:
+        # measured points outside the silhouette within the rendered depth range (+-3 sigma)
+        zlo, zhi = float(zrm.min()) - 3 * sigma, float(zrm.max()) + 3 * sigma
+        zb = self.depth[self._box_mask]
+        on = (zb > zlo) & (zb < zhi)
+        n_out = int((on & ~m[self._box_mask]).sum())
+        n_in = int((np.abs(d) < 3.0 * sigma).sum())
+        explained = n_in / max(n_in + n_out, 1)
+        return agree * min(1.0, visible / 0.5), explained
 
     def terms(self, rgb: np.ndarray, masks: np.ndarray, depth: np.ndarray | None = None
               ) -> np.ndarray:
@@ -201,8 +247,9 @@ class Evidence:
             inner = cv2.erode(m.astype(np.uint8), _K5) > 0
             if inner.sum() >= 10:
                 out[b, 2:5] = self._appearance(rgb[b], inner)
+            out[b, 5] = self._box_iou(m)
             if self.depth is not None and depth is not None:
-                out[b, 5] = self._depth(depth[b], m)[0]
+                out[b, 6:8] = self._depth(depth[b], m)
         return out
 
     def scores(self, terms: np.ndarray) -> np.ndarray:
@@ -215,7 +262,7 @@ class Evidence:
         """Render object ``key`` at poses Ts (B, 4, 4) [m] in this crop; returns (scores (B,),
         terms (B, len(TERMS)))."""
         Ts = np.asarray(Ts, np.float64).reshape(-1, 4, 4)
-        out = renderer.render(key, Ts, self.K, width=self.size, height=self.size)
+        out = renderer.render(key, Ts, self.K, width=self.size, height=self.size, xyz=False)
         t = self.terms(out.rgb, out.mask, out.depth)
         return self.scores(t), t
 

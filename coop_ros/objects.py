@@ -733,3 +733,41 @@ def simplified(obj: ObjectModel, max_faces: int = 2000) -> ObjectModel:
                        units=obj.units, symmetries_discrete=list(obj.symmetries_discrete),
                        symmetries_continuous=list(obj.symmetries_continuous),
                        source_path=obj.source_path)
+
+
+def near_symmetries(obj: ObjectModel, max_chamfer: float = 0.03, n_points: int = 2000,
+                    seed: int = 0) -> np.ndarray:
+    """Rotations under which the object's *shape* nearly maps onto itself although they are not
+    declared symmetries -- a box whose print tells its ends apart, a mesh without that print:
+    the image evidence, not the shape, must decide between such poses.
+
+    Candidates: the 180-degree turns about the three principal axes of the surface (PCA of
+    ``n_points`` surface samples) through the bounding-box centre. Kept when the mean distance of
+    the turned samples to the nearest sample is below ``max_chamfer`` x diameter and the turn is
+    not (close to) a declared symmetry.
+
+    Returns:
+        (M, 4, 4) float64 object-frame transforms (translation in metres), M in 0..3.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = obj.sample_surface(int(n_points), seed=seed)
+    c = obj.center
+    _, V = np.linalg.eigh(np.cov((pts - c).T))
+    tree = cKDTree(pts)
+    d = obj.diameter
+    declared = obj.symmetry_transforms(0.05)
+    out = []
+    for k in range(3):
+        R = rotvec_to_matrix(V[:, k] * math.pi)
+        T = np.eye(4)
+        T[:3, :3] = R
+        T[:3, 3] = c - R @ c
+        moved = pts @ R.T + T[:3, 3]
+        if tree.query(moved)[0].mean() > max_chamfer * d:
+            continue
+        # already a declared symmetry: every vertex lands where a declared symmetry puts it
+        if any(np.abs(moved - (pts @ S[:3, :3].T + S[:3, 3])).max() < 0.02 * d for S in declared):
+            continue
+        out.append(T)
+    return np.stack(out) if out else np.zeros((0, 4, 4))

@@ -155,7 +155,12 @@ class CoarseMatcher(abc.ABC):
 
 
 class FlowEstimator(abc.ABC):
-    """Slot 2: rendering at the current pose x query (same crop) -> probabilistic dense flow."""
+    """Slot 2: rendering at the current pose x query (same crop) -> probabilistic dense flow.
+
+    ``default_iterations``: flow iterations per hypothesis when the configuration leaves them to
+    the backend (``PoseConfig.refine_iterations`` / ``rgbd_refine_iterations`` None)."""
+
+    default_iterations = {"rgb": 4, "rgbd": 2}
 
     @abc.abstractmethod
     def flow(self, render: ImageCrop, query: ImageCrop) -> FlowField:

@@ -32,7 +32,7 @@ from coop_ros.backends.base import get_backend
 from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
-from coop_ros.pipeline.refine import QueryImage, refine_rgb, refine_rgbd
+from coop_ros.pipeline.refine import QueryImage, continue_search, refine_rgb, refine_rgbd
 from coop_ros.pipeline.results import (STATUS_FAILED, STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
 from coop_ros.pipeline.select import score_hypotheses
@@ -65,9 +65,10 @@ def torch_threads(n: int | None):
 
 
 class _Registered:
-    def __init__(self, obj, bank, prepared, key, proxy_key, seconds):
+    def __init__(self, obj, bank, prepared, key, proxy_key, alternates, seconds):
         self.obj, self.bank, self.prepared, self.key, self.seconds = obj, bank, prepared, key, seconds
         self.proxy_key = proxy_key
+        self.alternates = alternates   # (M, 4, 4) near-symmetries of the shape (objects.py)
 
 
 class PoseEstimator:
@@ -107,7 +108,8 @@ class PoseEstimator:
         Returns:
             seconds spent (templates + features).
         """
-        from coop_ros.objects import ObjectModel, parse_bop_symmetries, simplified
+        from coop_ros.objects import (ObjectModel, near_symmetries, parse_bop_symmetries,
+                                      simplified)
         from coop_ros.render.templates import build_template_bank
         t0 = time.perf_counter()
         if isinstance(obj, (str, Path)):
@@ -127,8 +129,9 @@ class PoseEstimator:
         proxy_key = key if proxy is obj else key + ":proxy"
         if proxy is not obj:
             self.renderer.add_object(proxy_key, proxy)
+        alternates = near_symmetries(obj)
         dt = time.perf_counter() - t0
-        self._objects[obj_id] = _Registered(obj, bank, prepared, key, proxy_key, dt)
+        self._objects[obj_id] = _Registered(obj, bank, prepared, key, proxy_key, alternates, dt)
         return dt
 
     def has_object(self, obj_id) -> bool:
@@ -265,7 +268,9 @@ class PoseEstimator:
         # ---- refine: every step judged by the evidence, then the evidence search
         hyps: list[Hypothesis] = []
         t0 = time.perf_counter()
-        search = None if cfg.search_levels == 0 else {"levels": cfg.search_levels}
+        # the evidence search runs its first (coarsest) level on every hypothesis, its finer
+        # levels only on the best ceil(n / 2) + 1 after that (the others rarely catch up)
+        search = None if cfg.search_levels == 0 else {"levels": 1}
         for j in order:
             ch = coarse[j]
             h = Hypothesis(T_coarse=ch.T, T=ch.T.copy(), template_index=ch.template_index,
@@ -280,12 +285,12 @@ class PoseEstimator:
                 try:
                     if mode == "rgb":
                         r = refine_rgb(ch.T, query, self.renderer, reg.key, reg.obj, self.backend,
-                                       iterations=cfg.refine_iterations,
+                                       iterations=self._flow_iterations("rgb"),
                                        lm_iterations=cfg.lm_iterations,
                                        inflation=self.inflation["rgb"], **common)
                     else:
                         r = refine_rgbd(ch.T, query, self.renderer, reg.key, reg.obj,
-                                        self.backend, iterations=cfg.rgbd_refine_iterations,
+                                        self.backend, iterations=self._flow_iterations("rgbd"),
                                         icp_iterations=cfg.icp_iterations,
                                         threshold_frac=cfg.magsac_threshold_frac,
                                         inflation=self.inflation["rgbd"], seed=cfg.seed, **common)
@@ -301,6 +306,24 @@ class PoseEstimator:
                     h.reason = (f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} "
                                 "(coarse pose kept)")
             hyps.append(h)
+        if not coarse_only and cfg.search_levels > 1:
+            keep = sorted(hyps, key=lambda h: -h.score)[:min(len(hyps), (len(hyps) + 1) // 2 + 1)]
+            for h in keep:
+                r = continue_search(h.T, h.score, h.score_terms, evidence, self.renderer,
+                                    reg.proxy_key, reg.obj, levels=cfg.search_levels,
+                                    first_level=1, inflation=self.inflation[mode])
+                # a shape that nearly maps onto itself (a box turned end over end): the turned
+                # pose, searched alike, competes on the image evidence
+                for A in reg.alternates:
+                    Ta = h.T @ A
+                    sa, ta = evidence.evaluate(self.renderer, reg.proxy_key, Ta[None])
+                    ra = continue_search(Ta, float(sa[0]), ta[0], evidence, self.renderer,
+                                         reg.proxy_key, reg.obj, levels=cfg.search_levels,
+                                         first_level=1, inflation=self.inflation[mode])
+                    if ra.score > r.score:
+                        r = ra
+                h.T, h.score, h.score_terms = r.T, r.score, Evidence.as_dict(r.terms)
+                h.covariance = r.covariance
         timings["refine"] = time.perf_counter() - t0
 
         # ---- select
@@ -326,6 +349,11 @@ class PoseEstimator:
         return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
                           covariance=None if cov is None else cov.copy(), score=best.score,
                           hypotheses=hyps, timings=timings, **base)
+
+    def _flow_iterations(self, mode: str) -> int:
+        """Flow iterations per hypothesis: the config's, or the backend's default (None)."""
+        v = self.config.refine_iterations if mode == "rgb" else self.config.rgbd_refine_iterations
+        return int(self.backend.flow.default_iterations[mode]) if v is None else int(v)
 
     def release(self) -> None:
         """Free the renderer."""

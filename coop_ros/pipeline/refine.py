@@ -188,6 +188,20 @@ def _search(judge: _Judge, obj, search: dict | None, inflation: float):
     return res, evidence_covariance(res, obj.diameter, inflation)
 
 
+def continue_search(T: np.ndarray, score: float, terms, evidence, renderer, key: str, obj,
+                    levels: int, first_level: int, inflation: float = 1.0) -> RefineResult:
+    """The evidence search continued from a pose already searched down to ``first_level``
+    (``terms``: its evidence terms, an array in :data:`coop_ros.evidence.TERMS` order or a dict);
+    returns the pose, its evidence and the curvature covariance."""
+    if isinstance(terms, dict):
+        from coop_ros.evidence import TERMS
+        terms = np.array([terms[k] for k in TERMS])
+    res = evidence_search(T, evidence, renderer, key, obj.center, levels=levels,
+                          first_level=first_level, start=(score, terms))
+    return RefineResult(T=res.T, covariance=evidence_covariance(res, obj.diameter, inflation),
+                        num_correspondences=0, score=res.score, terms=res.terms)
+
+
 def evidence_covariance(res, diameter: float, inflation: float) -> np.ndarray:
     """(6, 6) diagonal covariance (ROS order, camera frame) from the evidence's second differences
     at the search optimum (Laplace approximation: variance = inflation x step^2 / -curvature),

@@ -62,10 +62,14 @@ class PoseConfig:
     crop_margin: margin around the detection box for the query crop (fraction of the long side).
     n_templates: template views (12, 42, 162, 642; Co-op: 42).
     template_cache_dir: folder for disk-cached template banks (None: no cache).
-    refine_iterations: render-and-compare iterations per hypothesis (RGB: weighted LM PnP).
+    refine_iterations: Co-op's flow iterations per hypothesis (RGB: weighted LM PnP), each judged
+        by the image evidence; None: the backend's default (``FlowEstimator.default_iterations``:
+        4 for Co-op's refiner, 0 for the weight-free DIS flow, whose steps did not raise the
+        evidence search's accuracy on real LM-O images and cost time).
     lm_iterations: LM steps inside one refine iteration (a final Gauss-Newton step follows).
     flow_radius_px: R of Co-op's P(|y - mu| < R) = 1 - exp(-R/b) [px].
-    rgbd_refine_iterations: iterations of the RGB-D refinement (flow 3D-3D + MAGSAC++ Kabsch).
+    rgbd_refine_iterations: iterations of the RGB-D refinement (flow 3D-3D + MAGSAC++ Kabsch);
+        None: the backend's default.
     icp_iterations: projective point-to-plane ICP steps on the observed depth (RGB-D only).
     magsac_threshold_frac: MAGSAC++ 3D threshold as a fraction of the object diameter.
     pnp_reproj_px: EPnP RANSAC inlier threshold in crop pixels.
@@ -99,10 +103,10 @@ class PoseConfig:
     crop_margin: float = 0.2
     n_templates: int = 42
     template_cache_dir: str | None = None
-    refine_iterations: int = 4
+    refine_iterations: int | None = None
     lm_iterations: int = 6
     flow_radius_px: float = 2.0
-    rgbd_refine_iterations: int = 2
+    rgbd_refine_iterations: int | None = None
     icp_iterations: int = 10
     magsac_threshold_frac: float = 0.03
     pnp_reproj_px: float = 4.0
@@ -134,8 +138,11 @@ class PoseConfig:
             bad("n_templates", "must be one of 12, 42, 162, 642")
         for name in ("refine_iterations", "rgbd_refine_iterations", "icp_iterations"):
             v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v <= 50:
-                bad(name, "must be an integer in [0, 50]")
+            if v is None and name != "icp_iterations":
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 50:
+                bad(name, "must be an integer in [0, 50]" + ("" if name == "icp_iterations"
+                                                              else " or None"))
         if not isinstance(self.lm_iterations, int) or not 1 <= self.lm_iterations <= 100:
             bad("lm_iterations", "must be an integer in [1, 100]")
         for name in ("flow_radius_px", "pnp_reproj_px", "magsac_threshold_frac"):

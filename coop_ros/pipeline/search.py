@@ -87,7 +87,8 @@ def _combine(T: np.ndarray, center_obj: np.ndarray, deltas: np.ndarray) -> np.nd
 def evidence_search(T0: np.ndarray, evidence, renderer, key: str, center_obj,
                     levels: int = 4, max_steps: int = 3, rot_deg: float = 8.0,
                     shift_px: float = 4.0, depth_frac: float = 0.04, min_gain: float = 1e-4,
-                    start: tuple[float, np.ndarray] | None = None) -> SearchResult:
+                    start: tuple[float, np.ndarray] | None = None,
+                    first_level: int = 0) -> SearchResult:
     """Maximise the evidence of the pose by pattern search (module docstring).
 
     Args:
@@ -95,7 +96,8 @@ def evidence_search(T0: np.ndarray, evidence, renderer, key: str, center_obj,
         evidence: :class:`coop_ros.evidence.Evidence` of the detection.
         renderer, key: renderer and the mesh key to render (the evidence proxy).
         center_obj: (3,) object-frame centre the rotations turn about [m].
-        levels: step halvings; max_steps: moves per level at most.
+        levels: step halvings; max_steps: moves per level at most; first_level: level to start
+            at (a search continued after ``first_level`` levels).
         rot_deg, shift_px, depth_frac: first-level step sizes (degrees, evidence-crop pixels,
             fraction of the centre's distance).
         min_gain: smallest evidence increase that counts as an improvement.
@@ -116,7 +118,7 @@ def evidence_search(T0: np.ndarray, evidence, renderer, key: str, center_obj,
     score0 = score
     curv = np.zeros(6)
     steps = np.zeros(6)
-    for lv in range(max(levels, 0)):
+    for lv in range(first_level, max(levels, 0)):
         scale = 0.5 ** lv
         for _ in range(max(max_steps, 1)):
             cands, steps = pose_moves(T, center_obj, f, np.radians(rot_deg) * scale,

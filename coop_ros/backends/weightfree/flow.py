@@ -32,7 +32,15 @@ def _sample(img: np.ndarray, uv: np.ndarray, interpolation=cv2.INTER_LINEAR) -> 
 
 
 class DisFlowEstimator(FlowEstimator):
-    """Classical implementation of :class:`coop_ros.backends.base.FlowEstimator`."""
+    """Classical implementation of :class:`coop_ros.backends.base.FlowEstimator`.
+
+    By default the pipeline runs no RGB flow iteration with it (``default_iterations``): between
+    a shaded vertex-coloured rendering and a photo of a low-texture object its flow rarely
+    raised the image evidence, and on real LM-O images the evidence search alone was more
+    accurate (recall 0.342 vs 0.328 with 4 judged flow iterations, 89 targets) and faster.
+    """
+
+    default_iterations = {"rgb": 0, "rgbd": 2}
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, b0: float = 0.5,
                  prealign: bool = True):
