@@ -42,7 +42,8 @@ from coop_ros.geometry.camera import check_intrinsics
 from coop_ros.geometry.se3 import check_pose, make_pose
 
 __all__ = [
-    "Target", "GtPose", "GtInfo", "BopFrame", "BopDataset", "Estimate",
+    "Target", "GtPose", "GtInfo", "BopFrame", "BopDataset", "Estimate", "NoEstimate",
+    "compute_gt_info",
     "write_results_csv", "read_results_csv", "RESULTS_HEADER",
 ]
 
@@ -98,6 +99,16 @@ class GtInfo:
     px_count_all: int
     px_count_valid: int
     px_count_visib: int
+
+
+@dataclass
+class NoEstimate:
+    """A target instance an estimator could not estimate, with the reason (e.g. the pipeline's
+    failure reason, "no detection box"); reported by ``coop-ros eval`` instead of vanishing."""
+    scene_id: int
+    im_id: int
+    obj_id: int
+    reason: str
 
 
 @dataclass
@@ -259,6 +270,16 @@ def _gt_info_from_bop(entry: dict) -> GtInfo:
 def _parse_targets(raw, path: Path) -> list[Target]:
     if not isinstance(raw, list):
         raise InputError(f"{path}: expected a list of targets")
+    if path.name == "targets.json" and raw and isinstance(raw[0], dict) \
+            and "scene_id" not in raw[0]:
+        # a flat folder's targets.json: one entry per instance, the image is the folder's one
+        counts: dict[int, int] = {}
+        for i, t in enumerate(raw):
+            try:
+                counts[int(t["obj_id"])] = counts.get(int(t["obj_id"]), 0) + 1
+            except (KeyError, TypeError, ValueError):
+                raise InputError(f"{path}: entry {i} needs an integer obj_id, got {t!r}") from None
+        return [Target(-1, -1, o, n) for o, n in sorted(counts.items())]
     out = []
     for i, t in enumerate(raw):
         try:
@@ -281,15 +302,21 @@ class BopDataset:
         split: split folder name (``test``, ``test_primesense``, ``val``...). Ignored for flat.
         models_dir: folder with ``obj_XXXXXX.ply`` and ``models_info.json``; default
             ``root/models`` (flat: ``root``).
-        targets_filename: targets file looked up in ``root`` (flat: any ``test_targets*.json``).
+        targets_filename: targets file looked up in ``root`` (flat: any ``test_targets*.json``,
+            else a ``targets.json`` list of ``{obj_id, inst, [units], [mesh]}`` entries).
+        units: unit of the mesh files, "mm" (BOP) or "m"; None: "mm", unless a flat folder's
+            ``targets.json`` names the units of its meshes.
 
     Raises:
         InputError naming the path when the root or the split folder is missing.
     """
 
     def __init__(self, root, split: str = "test", models_dir=None,
-                 targets_filename: str = "test_targets_bop19.json"):
+                 targets_filename: str = "test_targets_bop19.json", units: str | None = None):
         self.root = Path(root)
+        if units not in (None, "mm", "m"):
+            raise InputError(f"units must be 'mm' or 'm' (or None: per folder), got {units!r}")
+        self.units = units
         if not self.root.is_dir():
             raise InputError(f"missing dataset folder: {self.root}")
         self.split = split
@@ -311,7 +338,7 @@ class BopDataset:
             scene_id = 0
             if flat_targets is not None:
                 ts = _parse_targets(_load_json(flat_targets), flat_targets)
-                if ts:
+                if ts and ts[0].scene_id >= 0:
                     scene_id = ts[0].scene_id
             self._scenes = {scene_id: self.root}
         else:
@@ -331,7 +358,21 @@ class BopDataset:
         if p.is_file():
             return p
         cands = sorted(self.root.glob("test_targets*.json"))
-        return cands[0] if cands else None
+        if cands:
+            return cands[0]
+        p = self.root / "targets.json"
+        return p if p.is_file() else None
+
+    def _flat_target_entries(self) -> list[dict]:
+        """Entries of a flat folder's ``targets.json`` (obj_id, inst, units, mesh), or []."""
+        p = self.root / "targets.json"
+        if self.layout != "flat" or not p.is_file():
+            return []
+        raw = _load_json(p)
+        if not isinstance(raw, list) or not all(isinstance(e, dict) and "obj_id" in e
+                                                for e in raw):
+            raise InputError(f"{p}: expected a list of {{obj_id, inst, ...}} entries")
+        return raw
 
     @property
     def scene_ids(self) -> list[int]:
@@ -397,6 +438,10 @@ class BopDataset:
             self.root / self.targets_filename
         if path is not None and path.is_file():
             ts = _parse_targets(_load_json(path), path)
+            if self.layout == "flat":   # targets.json: the folder's one image
+                (s0, i0), = self.images()
+                ts = [Target(s0, i0, t.obj_id, t.inst_count) if t.scene_id < 0 else t
+                      for t in ts]
             for t in ts:
                 if t.im_id not in self._scene(t.scene_id)[0]:
                     raise InputError(f"{path}: target {t} names image {t.im_id}, which is not in "
@@ -517,13 +562,29 @@ class BopDataset:
     def object(self, obj_id: int):
         """The :class:`coop_ros.objects.ObjectModel` of ``obj_id`` (metres), cached.
 
-        The models_info.json entry (diameter, symmetries, in mm) is passed to the loader."""
+        The models_info.json entry (diameter, symmetries, in mm) is passed to the loader; the
+        mesh's unit is :meth:`mesh_units`."""
         if obj_id not in self._objects:
             from coop_ros.objects import ObjectModel
             info = self.models_info().get(int(obj_id))
-            self._objects[obj_id] = ObjectModel.load(self.model_path(obj_id), units="mm",
+            self._objects[obj_id] = ObjectModel.load(self.model_path(obj_id),
+                                                     units=self.mesh_units(obj_id),
                                                      name=f"obj_{obj_id:06d}", models_info=info)
         return self._objects[obj_id]
+
+    def mesh_units(self, obj_id: int) -> str:
+        """Unit of the mesh file of ``obj_id``: the dataset's ``units``, else the one a flat
+        folder's ``targets.json`` gives for it, else "mm" (BOP)."""
+        if self.units is not None:
+            return self.units
+        for e in self._flat_target_entries():
+            if int(e["obj_id"]) == int(obj_id) and e.get("units") in ("mm", "m"):
+                return str(e["units"])
+        return "mm"
+
+    def has_model(self, obj_id: int) -> bool:
+        """True when the models folder holds a mesh of ``obj_id``."""
+        return _find_with_ext(self.models_dir / f"obj_{obj_id:06d}", (".ply", ".obj")) is not None
 
     def diameter(self, obj_id: int) -> float:
         """Object diameter in metres: models_info.json's (the BOP definition) when present,
@@ -600,3 +661,73 @@ def read_results_csv(path) -> list[Estimate]:
             raise InputError(f"{path}:{n}: R is not a rotation matrix")
         out.append(Estimate(scene_id, im_id, obj_id, score, make_pose(R, t / _MM), time_s))
     return out
+
+
+# --------------------------------------------------------------------------- GT info
+
+def compute_gt_info(frame: BopFrame, dataset: "BopDataset", renderer=None,
+                    delta: float = 0.015) -> list[GtInfo]:
+    """``scene_gt_info.json`` entries of a frame that has none, computed as the BOP toolkit does
+    (``calc_gt_info``, visibility mode "bop19"): every GT instance with a mesh is rendered alone
+    (full silhouette: ``bbox_obj``, ``px_count_all``, ``px_count_valid``) and all of them
+    together (z-buffer: which instance is in front); a pixel of an instance is visible when it is
+    in front of the other GT instances and the observed depth is missing or not nearer than the
+    rendering by more than ``delta`` metres (without a depth image: in front of the others).
+    Instances without a mesh get -1 entries (boxes -1, visib_fract -1).
+
+    Args:
+        frame: the :class:`BopFrame` (its ``gt_info`` is not modified).
+        dataset: the :class:`BopDataset` the frame comes from (for the meshes).
+        renderer: a :class:`coop_ros.render.renderer.Renderer` (None: one is made and released).
+        delta: visibility tolerance [m] (BOP: 15 mm).
+    Returns:
+        list of :class:`GtInfo`, in ``frame.gt`` order.
+    """
+    from coop_ros.render.renderer import Renderer
+
+    own = renderer is None
+    if own:
+        renderer = Renderer(frame.width, frame.height)
+    none = np.full(4, -1, np.int64)
+    try:
+        items, idx = [], []
+        for i, g in enumerate(frame.gt):
+            if dataset.has_model(g.obj_id):
+                key = f"gt_obj_{g.obj_id:06d}"
+                if not renderer.has(key):
+                    renderer.add_object(key, dataset.object(g.obj_id))
+                items.append((key, g.T_cam_obj))
+                idx.append(i)
+        labels = None
+        if items:
+            labels = renderer.render_scene(items, frame.K, width=frame.width,
+                                           height=frame.height).labels[0]
+        out = []
+        for i, g in enumerate(frame.gt):
+            if i not in idx:
+                out.append(GtInfo(none, none.copy(), -1.0, -1, -1, -1))
+                continue
+            j = idx.index(i)
+            r = renderer.render(items[j][0], g.T_cam_obj, frame.K, width=frame.width,
+                                height=frame.height, xyz=False)
+            full, zr = r.mask[0], r.depth[0]
+            vis = full & (labels == j)
+            valid = full
+            if frame.depth is not None:
+                zo = frame.depth
+                valid = full & (zo > 0)
+                vis &= (zo <= 0) | (zr <= zo + delta)
+
+            def box(m):
+                rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+                if not len(rows):
+                    return none.copy()
+                return np.array([cols[0], rows[0], cols[-1] - cols[0], rows[-1] - rows[0]],
+                                np.int64)
+            n_all = int(full.sum())
+            out.append(GtInfo(box(full), box(vis), float(vis.sum()) / max(n_all, 1), n_all,
+                              int(valid.sum()), int(vis.sum())))
+        return out
+    finally:
+        if own:
+            renderer.release()

@@ -45,8 +45,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from coop_ros.bop import metrics
-from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, Target, read_results_csv,
-                                  write_results_csv)
+from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, NoEstimate, Target,
+                                  compute_gt_info, read_results_csv, write_results_csv)
 from coop_ros.bop.vsd import VSD_DELTA, VSD_TAUS, VSD_THETAS, vsd
 from coop_ros.errors import InputError
 from coop_ros.geometry.se3 import check_pose, perturb_pose
@@ -236,7 +236,8 @@ class TargetResult:
     with no threshold (for inst_count = 1: the highest-scoring estimate of the object); +inf when
     there is none. ``vsd`` is (len(taus),) or None when the image has no depth.
     ``recall_*``: fraction of the metric's thresholds at which this instance was matched by the
-    thresholded BOP matching (these average to AR_*).
+    thresholded BOP matching (these average to AR_*). ``reason``: why there is no estimate (the
+    estimator's :class:`NoEstimate` reason, or "no estimate returned"); None when there is one.
     """
     scene_id: int
     im_id: int
@@ -254,6 +255,7 @@ class TargetResult:
     recall_vsd: float | None
     recall_mssd: float
     recall_mspd: float
+    reason: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -289,6 +291,21 @@ class EvalReport:
     recalls: dict = field(default_factory=dict)
     targets: list[TargetResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def per_object(self) -> dict[int, dict]:
+        """{obj_id: {"n", "ar_vsd", "ar_mssd", "ar_mspd", "ar", "no_estimate"}} over the
+        object's target instances (AR as the report's ``ar_definition``)."""
+        out: dict[int, dict] = {}
+        for oid in sorted({t.obj_id for t in self.targets}):
+            ts = [t for t in self.targets if t.obj_id == oid]
+            ms = float(np.mean([t.recall_mssd for t in ts]))
+            mp = float(np.mean([t.recall_mspd for t in ts]))
+            vs = None if self.ar_vsd is None else float(np.mean([t.recall_vsd for t in ts]))
+            ar = (ms + mp) / 2.0 if vs is None else (vs + ms + mp) / 3.0
+            out[oid] = {"n": len(ts), "ar_vsd": vs, "ar_mssd": ms, "ar_mspd": mp, "ar": ar,
+                        "no_estimate": sum(not t.has_estimate for t in ts)}
+        return out
 
     def summary(self) -> dict:
         return {k: getattr(self, k) for k in (
@@ -298,6 +315,8 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "recalls": self.recalls, "notes": self.notes,
+                "skipped": self.skipped,
+                "per_object": {str(k): v for k, v in self.per_object().items()},
                 "settings": {"vsd_delta_m": VSD_DELTA, "vsd_taus": VSD_TAUS.tolist(),
                              "vsd_thetas": VSD_THETAS.tolist(),
                              "mssd_thresholds_diameter": _MSSD_TH.tolist(),
@@ -310,8 +329,10 @@ class EvalReport:
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
-    def markdown(self) -> str:
-        """A markdown table of the summary, with footnotes stating the definitions."""
+    def markdown(self, per_object: bool = False) -> str:
+        """A markdown table of the summary, with footnotes stating the definitions; then the
+        per-object table (``per_object``), the targets skipped (no mesh) and every target
+        instance without an estimate with its reason."""
         def f(x, nd=3):
             return "n/a" if x is None else f"{x:.{nd}f}"
 
@@ -337,6 +358,20 @@ class EvalReport:
             f"{f(self.adds_recall_01d)}.",
         ]
         lines += self.notes
+        if per_object:
+            lines += ["", f"| object | targets | AR_VSD | AR_MSSD | AR_MSPD | {ar_col} "
+                      "| without estimate |", "|---:|---:|---:|---:|---:|---:|---:|"]
+            for oid, r in self.per_object().items():
+                lines.append(f"| {oid} | {r['n']} | {f(r['ar_vsd'])} | {f(r['ar_mssd'])} "
+                             f"| {f(r['ar_mspd'])} | {f(r['ar'])} | {r['no_estimate']} |")
+        if self.skipped:
+            lines += ["", f"Skipped ({len(self.skipped)}):"] + [f"- {x}" for x in self.skipped]
+        missing = [t for t in self.targets if not t.has_estimate]
+        if missing:
+            lines += ["", f"Target instances without an estimate ({len(missing)} of "
+                      f"{len(self.targets)}; each counts as wrong):"]
+            lines += [f"- scene {t.scene_id} image {t.im_id} object {t.obj_id} (GT {t.gt_idx}): "
+                      f"{t.reason}" for t in missing]
         return "\n".join(lines)
 
 
@@ -399,12 +434,20 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
     if (estimator is None) == (estimates is None):
         raise InputError("evaluate needs exactly one of estimator / estimates")
     targets = dataset.targets()
+    skipped = [f"scene {t.scene_id} image {t.im_id} object {t.obj_id}: no mesh "
+               f"(obj_{t.obj_id:06d}.ply/.obj in {dataset.models_dir}), not evaluated"
+               for t in targets if not dataset.has_model(t.obj_id)]
+    targets = [t for t in targets if dataset.has_model(t.obj_id)]
+    if skipped:
+        print(f"coop-ros eval: skipping {len(skipped)} target(s) whose object has no mesh: "
+              + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
     if max_targets is not None:
         if max_targets < 1:
             raise InputError(f"max_targets must be >= 1, got {max_targets}")
         targets = targets[:max_targets]
     if not targets:
-        raise InputError(f"{dataset.root}: no targets to evaluate")
+        raise InputError(f"{dataset.root}: no targets to evaluate"
+                         + (f" ({len(skipped)} skipped: no mesh)" if skipped else ""))
     by_image: dict[tuple[int, int], list[Target]] = {}
     for t in targets:
         by_image.setdefault((t.scene_id, t.im_id), []).append(t)
@@ -441,10 +484,21 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
     try:
         for (scene_id, im_id), im_targets in items:
             frame = dataset.frame(scene_id, im_id)
+            if frame.gt and not frame.gt_info:
+                # no scene_gt_info.json: visible boxes / fractions from the GT renderings (and
+                # the depth), as the BOP toolkit computes them
+                if renderer is None:
+                    from coop_ros.render.renderer import Renderer
+                    renderer = Renderer(frame.width, frame.height, device=device)
+                    own_renderer = True
+                frame.gt_info = compute_gt_info(frame, dataset, renderer)
+            no_est: list[NoEstimate] = []
             if estimator is not None:
                 t0 = time.perf_counter()
-                ests = list(estimator(frame, im_targets))
+                out = list(estimator(frame, im_targets))
                 dt = time.perf_counter() - t0
+                no_est = [e for e in out if isinstance(e, NoEstimate)]
+                ests = [e for e in out if not isinstance(e, NoEstimate)]
                 for e in ests:
                     if not isinstance(e, Estimate):
                         raise InputError(f"estimator returned {type(e).__name__}, "
@@ -522,9 +576,12 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
                         break
                     gi = int(np.argmin(np.where(taken, np.inf, e_mssd[ei])))
                     assigned[gi], taken[gi] = ei, True
+                reasons = [e.reason for e in no_est if int(e.obj_id) == t.obj_id]
                 for gi, g in enumerate(gt_ids):
                     ei = assigned[gi]
                     has = ei >= 0
+                    reason = None if has else (reasons.pop(0) if reasons
+                                               else "no estimate returned")
                     results.append(TargetResult(
                         scene_id=scene_id, im_id=im_id, obj_id=t.obj_id, gt_idx=int(g),
                         diameter_m=ob.diameter, image_width=frame.width, has_estimate=bool(has),
@@ -537,7 +594,7 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
                         if do_vsd else None,
                         recall_vsd=float(m_vsd[gi].mean()) if do_vsd else None,
                         recall_mssd=float(m_mssd[gi].mean()),
-                        recall_mspd=float(m_mspd[gi].mean())))
+                        recall_mspd=float(m_mspd[gi].mean()), reason=reason))
                     rec_mssd.append(m_mssd[gi])
                     rec_mspd.append(m_mspd[gi])
                     rec_adds.append(m_adds[gi])
@@ -579,7 +636,7 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
         ar_vsd=ar_vsd, ar_mssd=ar_mssd, ar_mspd=ar_mspd, ar=float(ar), ar_definition=ar_def,
         vsd_recall_theta03=vsd03, adds_recall_01d=float(np.mean(rec_adds)),
         mean_time_per_image=t_img, mean_time_per_target=t_tgt, recalls=recalls,
-        targets=results, notes=notes)
+        targets=results, notes=notes, skipped=skipped)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -611,6 +668,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="VSD visibility tolerance [mm] (BOP: 15; ITODD 5)")
     parser.add_argument("--device", default="cpu", help="renderer device for VSD (cpu | cuda:i)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--per-object", action="store_true", help="print AR per object id")
+    parser.add_argument("--units", choices=("mm", "m"), default=None,
+                        help="unit of the mesh files (default: mm, or what a flat folder's "
+                        "targets.json says)")
     for name in names:
         spec = ESTIMATORS[name]
         if spec.add_args is not None:
@@ -620,7 +681,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``coop-ros eval``: evaluate, write the CSV / JSON report, print the markdown table."""
     ds = BopDataset(args.bop, split=args.split, models_dir=args.models_dir,
-                    targets_filename=args.targets_file)
+                    targets_filename=args.targets_file, units=args.units)
     collected: list[Estimate] = []
     common = dict(max_targets=args.max_targets, progress=not args.quiet,
                   compute_vsd=not args.no_vsd, vsd_delta=args.vsd_delta_mm / 1000.0,
@@ -638,5 +699,5 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         report.save_json(args.report)
         print(f"report: {args.report}", file=sys.stderr)
-    print(report.markdown())
+    print(report.markdown(per_object=args.per_object))
     return 0

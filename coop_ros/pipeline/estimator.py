@@ -381,7 +381,7 @@ def _add_eval_args(group) -> None:
 
 
 def _eval_factory(args, dataset):
-    from coop_ros.bop.dataset import Estimate
+    from coop_ros.bop.dataset import Estimate, NoEstimate
     from coop_ros.bop.evaluate import valid_gt_indices
     cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
                      device=getattr(args, "device", "cpu") or "cpu", precision=args.precision,
@@ -391,18 +391,26 @@ def _eval_factory(args, dataset):
 
     def estimate(frame, targets):
         out = []
+        for tg in targets:   # object registration (onboarding) is not estimation time
+            if not est.has_object(tg.obj_id):
+                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
         t0 = time.perf_counter()
         dets = []
         for tg in targets:
-            if not est.has_object(tg.obj_id):
-                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
             for gi in valid_gt_indices(frame, tg):
                 info = frame.gt_info[gi] if gi < len(frame.gt_info) else None
                 if info is None:
+                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
+                                          "no detection box: no GT info for this instance"))
                     continue
                 b = info.bbox_visib if args.gt_box == "visib" else info.bbox_obj
                 if b[2] <= 1 or b[3] <= 1:
                     b = info.bbox_obj
+                if b[2] <= 1 or b[3] <= 1:
+                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
+                                          f"no detection box: GT boxes {info.bbox_visib.tolist()}"
+                                          f" / {info.bbox_obj.tolist()} are empty (not in view)"))
+                    continue
                 dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
         if not dets:
             return out
@@ -414,6 +422,8 @@ def _eval_factory(args, dataset):
             if r.ok:
                 out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
                                     r.T_cam_obj, dt))
+            else:
+                out.append(NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason))
         return out
     return estimate
 

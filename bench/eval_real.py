@@ -1,0 +1,257 @@
+"""The real-data benchmark: one table from the real frames with ground truth in ../shared/real.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/eval_real.py [--real ../shared/real] [--stride 1]
+        [--jobs 1] [--sections lmo,rgbd] [--no-fpfh] [--json out/eval_real.json]
+
+1. LM-O dev (``lmo_rgb_dev``: 96 real Kinect images, 691 targets, RGB only): the pipeline with
+   the GT visible boxes as detections, coarse only / 1 / 5 hypotheses, exactly as
+   ``coop-ros eval --bop lmo_rgb_dev --estimator coop --mode rgb --hypotheses N [--coarse-only]``.
+   No depth, so AR = mean(AR_MSSD, AR_MSPD) (marked AR*). ``--stride N`` evaluates every N-th
+   image only (say so when you quote it). Per-object AR follows the table.
+2. The real RGB-D frames (``lm_s6_im0_cat_rgbd``: LINEMOD cat, Kinect; ``ycbvideo_v0000_f000001_
+   gelatin_rgbd``: YCB-Video gelatin box, Asus Xtion, depth in 0.1 mm, mesh in metres): RGB-D
+   coarse / 1 / 5 hypotheses, AR with VSD; and beside them the baseline a robotics user would
+   try first without weights: the observed depth in the box -> FPFH + RANSAC (5 seeds) ->
+   point-to-plane ICP (open3d, ``bench/fpfh_baseline.py``). open3d-cpu is not a dependency of
+   coop_ros: the first run installs it into its own virtual environment
+   (``$COOP_ROS_CACHE/open3d-venv``, default ``~/.cache/coop_ros/open3d-venv``, ~45 s; its
+   system library libusb-1.0-0 with apt when run as root).
+
+Times are seconds per target (the estimator's wall time per image / its targets, templates
+loaded from the disk cache); with ``--jobs N`` N configurations run at once in separate
+processes sharing the cores, so quote times from ``--jobs 1``. Skips cleanly (exit 0) when
+../shared/real is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LMO = "lmo_rgb_dev"
+RGBD = ("lm_s6_im0_cat_rgbd", "ycbvideo_v0000_f000001_gelatin_rgbd")
+CONFIGS = {"lmo": [("rgb", 0), ("rgb", 1), ("rgb", 5)],
+           "rgbd": [("rgbd", 0), ("rgbd", 1), ("rgbd", 5)]}
+
+
+def _dataset(path: Path, stride: int = 1):
+    from coop_ros.bop.dataset import BopDataset
+    ds = BopDataset(path)
+    if stride > 1:
+        all_t = ds.targets()
+        keep = set(sorted({(t.scene_id, t.im_id) for t in all_t})[::stride])
+        sub = [t for t in all_t if (t.scene_id, t.im_id) in keep]
+        ds.targets = lambda: list(sub)   # noqa: E731  (this benchmark's subset)
+    return ds
+
+
+def _coop_row(path: Path, mode: str, hyps: int, args) -> dict:
+    """Evaluate one configuration of the pipeline on one dataset folder; a table row."""
+    from coop_ros.bop.evaluate import evaluate
+    from coop_ros.pipeline.estimator import _eval_factory
+    ds = _dataset(path, args.stride if path.name == LMO else 1)
+    ns = Namespace(mode=mode, hypotheses=max(hyps, 1), coarse_only=hyps == 0, gt_box="visib",
+                   backend="weight-free", template_cache=args.template_cache, precision="fp32",
+                   coarse_ckpt=None, refiner_ckpt=None, selection_ckpt=None, device="cpu")
+    fn = _eval_factory(ns, ds)
+    rep = evaluate(ds, fn, progress=False, compute_vsd=True,
+                   estimator_name=f"coop {mode} {'coarse' if hyps == 0 else f'{hyps} hyp'}")
+    print(f"done {path.name} {mode}:{hyps}: AR {rep.ar:.3f}", file=sys.stderr, flush=True)
+    return _row(rep, path.name, mode, "coarse only" if hyps == 0 else
+                f"{hyps} hypothes{'is' if hyps == 1 else 'es'}")
+
+
+def _row(rep, data: str, mode: str, method: str) -> dict:
+    return {"data": data, "mode": mode, "method": method, "n": rep.n_targets,
+            "ar_vsd": rep.ar_vsd, "ar_mssd": rep.ar_mssd, "ar_mspd": rep.ar_mspd, "ar": rep.ar,
+            "ar_def": rep.ar_definition, "s_per_target": rep.mean_time_per_target,
+            "per_object": {str(k): v for k, v in rep.per_object().items()},
+            "missing": [f"{t.obj_id}: {t.reason}" for t in rep.targets if not t.has_estimate]}
+
+
+# --------------------------------------------------------------------------- FPFH baseline
+
+def _open3d_python(cache: Path) -> Path:
+    """The python of the open3d virtual environment (made on first use). Raises RuntimeError
+    with the reason when it cannot be installed."""
+    venv = cache / "open3d-venv"
+    py = venv / "bin" / "python"
+    ok = py.is_file() and subprocess.run([str(py), "-c", "import open3d"],
+                                         capture_output=True).returncode == 0
+    if ok:
+        return py
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run("dpkg -s libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -qq && "
+                       "apt-get install -y -qq libusb-1.0-0)", shell=True,
+                       capture_output=True)
+    print(f"installing open3d-cpu==0.20.0 into {venv} (FPFH baseline, once)", file=sys.stderr)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
+             [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+              "open3d-cpu==0.20.0"],
+             [str(py), "-c", "import open3d"]]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed: {(r.stderr or r.stdout)[-300:]}")
+    return py
+
+
+def _fpfh_row(path: Path, py: Path) -> dict:
+    from coop_ros.bop.dataset import Estimate, compute_gt_info
+    from coop_ros.bop.evaluate import evaluate, valid_gt_indices
+    from coop_ros.geometry.camera import backproject_depth
+    ds = _dataset(path)
+    jobs, keys = {}, []
+    for (s, i) in ds.images():
+        fr = ds.frame(s, i)
+        if fr.depth is None:
+            continue
+        info = fr.gt_info or compute_gt_info(fr, ds)
+        for tg in [t for t in ds.targets() if (t.scene_id, t.im_id) == (s, i)]:
+            for gi in valid_gt_indices(fr, tg):
+                x, y, w, h = info[gi].bbox_visib
+                m = np.zeros(fr.depth.shape, bool)
+                m[y:y + h + 1, x:x + w + 1] = True
+                P, valid = backproject_depth(np.where(m, fr.depth, 0.0), fr.K)
+                k = len(keys)
+                jobs[f"scene_{k}"] = P[valid]
+                jobs[f"model_{k}"] = ds.object(tg.obj_id).sample_surface(20000)
+                keys.append((s, i, tg.obj_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "jobs.npz", **jobs)
+        subprocess.run([str(py), str(ROOT / "bench" / "fpfh_baseline.py"),
+                        str(Path(tmp) / "jobs.npz"), str(Path(tmp) / "out.json")], check=True)
+        res = json.loads((Path(tmp) / "out.json").read_text())
+    ests = [Estimate(s, i, o, r["fitness"], np.asarray(r["T"]), r["time_s"])
+            for (s, i, o), r in zip(keys, res)]
+    rep = evaluate(ds, estimates=ests, progress=False, estimator_name="fpfh")
+    rep.mean_time_per_target = float(np.mean([r["time_s"] for r in res]))
+    return _row(rep, path.name, "rgbd", "FPFH + RANSAC + ICP (open3d)")
+
+
+# --------------------------------------------------------------------------- table
+
+def _fmt(x, nd=3):
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def print_table(rows: list[dict], stride: int) -> None:
+    print("\n| data | mode | method | targets | AR_VSD | AR_MSSD | AR_MSPD | AR | s / target |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        name = r["data"] + (f" (every {stride}th image)" if r["data"] == LMO and stride > 1
+                            else "")
+        ar = _fmt(r["ar"]) + ("*" if r["ar_vsd"] is None else "")
+        print(f"| {name} | {r['mode']} | {r['method']} | {r['n']} | {_fmt(r['ar_vsd'])} "
+              f"| {_fmt(r['ar_mssd'])} | {_fmt(r['ar_mspd'])} | {ar} "
+              f"| {_fmt(r['s_per_target'], 2)} |")
+    print("\nAR* = mean(AR_MSSD, AR_MSPD): LM-O dev has no depth images, so no VSD. GT visible "
+          "boxes as detections; weight-free backend.")
+    lmo = [r for r in rows if r["data"] == LMO]
+    if lmo:
+        objs = sorted({int(k) for r in lmo for k in r["per_object"]})
+        print("\nLM-O dev, AR* per object:\n")
+        print("| object | targets | " + " | ".join(r["method"] for r in lmo) + " |")
+        print("|---:|---:|" + "---:|" * len(lmo))
+        for o in objs:
+            n = lmo[0]["per_object"][str(o)]["n"]
+            print(f"| {o} | {n} | " + " | ".join(_fmt(r["per_object"][str(o)]["ar"])
+                                               for r in lmo) + " |")
+    for r in rows:
+        if r["missing"]:
+            print(f"\n{r['data']} {r['mode']} {r['method']}: {len(r['missing'])} target(s) "
+                  "without an estimate: " + "; ".join(r["missing"][:10]))
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--real", default=str(ROOT.parent / "shared" / "real"))
+    ap.add_argument("--stride", type=int, default=1, help="LM-O dev: every N-th image")
+    ap.add_argument("--sections", default="lmo,rgbd")
+    ap.add_argument("--jobs", type=int, default=1, help="configurations evaluated at once")
+    ap.add_argument("--no-fpfh", action="store_true", help="skip the open3d baseline")
+    ap.add_argument("--template-cache", default=os.environ.get("COOP_ROS_CACHE", str(
+        Path.home() / ".cache" / "coop_ros")) + "/templates")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)      # worker: DATA:MODE:N
+    ap.add_argument("--row-json", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    real = Path(args.real)
+    if not real.is_dir():
+        print(f"eval_real: {real} not found: no real data, nothing to evaluate (skipped)")
+        return 0
+    if args.only:
+        data, mode, h = args.only.split(":")
+        row = _coop_row(real / data, mode, int(h), args)
+        Path(args.row_json).write_text(json.dumps(row))
+        return 0
+    sections = [s for s in args.sections.split(",") if s]
+    work = []
+    if "lmo" in sections and (real / LMO).is_dir():
+        work += [(LMO, m, h) for m, h in CONFIGS["lmo"]]
+    if "rgbd" in sections:
+        work += [(d, m, h) for d in RGBD if (real / d).is_dir() for m, h in CONFIGS["rgbd"]]
+    t0 = time.perf_counter()
+    rows = _run(work, args, argv if argv is not None else sys.argv[1:])
+    if "rgbd" in sections and not args.no_fpfh:
+        cache = Path(os.environ.get("COOP_ROS_CACHE", Path.home() / ".cache" / "coop_ros"))
+        try:
+            py = _open3d_python(cache)
+            for d in RGBD:
+                if (real / d).is_dir():
+                    rows.append(_fpfh_row(real / d, py))
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            print(f"FPFH baseline not run: {e}", file=sys.stderr)
+    order = {d: i for i, d in enumerate((LMO,) + RGBD)}
+    methods = ["coarse only", "1 hypothesis", "5 hypotheses"]
+    rows.sort(key=lambda r: (order.get(r["data"], 9), r["mode"],
+                             methods.index(r["method"]) if r["method"] in methods else 9))
+    print_table(rows, args.stride)
+    print(f"\n(wall time {time.perf_counter() - t0:.0f} s, --jobs {args.jobs})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def _run(work, args, argv) -> list[dict]:
+    if args.jobs <= 1:
+        return [_coop_row(Path(args.real) / d, m, h, args) for d, m, h in work]
+    from concurrent.futures import ThreadPoolExecutor
+    base, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--jobs":
+            skip = True
+        elif not a.startswith("--jobs="):
+            base.append(a)
+    with tempfile.TemporaryDirectory() as tmp:
+        def one(w):
+            out = Path(tmp) / f"{w[0]}_{w[1]}_{w[2]}.json"
+            subprocess.run([sys.executable, __file__, *base, "--only", ":".join(map(str, w)),
+                            "--row-json", str(out)], check=True)
+            return json.loads(out.read_text())
+        # the slowest configurations first, so the jobs finish together
+        ordered = sorted(work, key=lambda w: (w[0] != LMO, -w[2]))
+        with ThreadPoolExecutor(args.jobs) as pool:
+            return list(pool.map(one, ordered))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
