@@ -108,13 +108,14 @@ def gt_boxes(frame) -> list:
 
 def frame_messages(frame, stamp_ns: int, frame_id: str = "camera_color_optical_frame",
                    depth_encoding: str = "16UC1") -> dict:
-    """The four input messages of a BopFrame with one stamp."""
-    h = Header(stamp=_time(stamp_ns), frame_id=frame_id)
-    msgs = {"camera_info": make_camera_info(frame.K, frame.width, frame.height, h),
-            "image": make_image(frame.rgb, h),
-            "detections": make_detections(gt_boxes(frame), h)}
+    """The four input messages of a BopFrame with one stamp (each with its own Header)."""
+    def h():
+        return Header(stamp=_time(stamp_ns), frame_id=frame_id)
+    msgs = {"camera_info": make_camera_info(frame.K, frame.width, frame.height, h()),
+            "image": make_image(frame.rgb, h()),
+            "detections": make_detections(gt_boxes(frame), h())}
     if frame.depth is not None:
-        msgs["depth"] = make_depth(frame.depth, h, depth_encoding)
+        msgs["depth"] = make_depth(frame.depth, h(), depth_encoding)
     return msgs
 
 
@@ -123,20 +124,30 @@ class Replayer(Node):
 
     Attributes (filled from the executor thread, read under ``lock``): ``poses`` {stamp:
     Detection3DArray}, ``estimates`` {stamp: ObjectPoseEstimateArray}, ``tf`` {stamp:
-    [TransformStamped]}, ``overlay`` last Image, ``received_at`` {stamp: monotonic time}.
+    [TransformStamped]}, ``overlays`` {stamp: Image}, ``overlay`` last Image, ``received_at``
+    {stamp: monotonic time}.
+
+    ``reliability`` ("reliable" | "best_effort") is the QoS of the camera publishers (image,
+    depth, camera_info; a driver publishing with the sensor-data profile is "best_effort");
+    detections are always published reliable, as a detector does.
     """
 
-    def __init__(self, name: str = "coop_replay", overlay: bool = False, **kw):
+    def __init__(self, name: str = "coop_replay", overlay: bool = False,
+                 reliability: str = "reliable", **kw):
         super().__init__(name, **kw)
         q = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                        reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {"image": self.create_publisher(Image, "image", q),
-                     "depth": self.create_publisher(Image, "depth", q),
-                     "camera_info": self.create_publisher(CameraInfo, "camera_info", q),
+        qin = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        self.pubs = {"image": self.create_publisher(Image, "image", qin),
+                     "depth": self.create_publisher(Image, "depth", qin),
+                     "camera_info": self.create_publisher(CameraInfo, "camera_info", qin),
                      "detections": self.create_publisher(Detection2DArray, "detections", q)}
         self.lock = threading.Lock()
         self.poses, self.estimates, self.tf, self.received_at, self.sent_at = {}, {}, {}, {}, {}
         self.overlay = None
+        self.overlays = {}
         self.create_subscription(Detection3DArray, "coop/poses", self._on_poses, q)
         self.create_subscription(ObjectPoseEstimateArray, "coop/estimates", self._on_est, q)
         self.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(
@@ -166,13 +177,14 @@ class Replayer(Node):
     def _on_overlay(self, m):
         with self.lock:
             self.overlay = m
+            self.overlays[self._key(m.header)] = m
 
-    def wait_for_node(self, timeout: float = 120.0, need_output: bool = True) -> bool:
-        """Wait until the node subscribes to our inputs (and publishes coop/poses)."""
+    def wait_for_node(self, timeout: float = 120.0, need_output: bool = True,
+                      inputs=("image", "detections")) -> bool:
+        """Wait until the node subscribes to our ``inputs`` (and publishes coop/poses)."""
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
-            ok = all(p.get_subscription_count() > 0 for k, p in self.pubs.items()
-                     if k in ("image", "detections"))
+            ok = all(self.pubs[k].get_subscription_count() > 0 for k in inputs)
             if ok and (not need_output or self.count_publishers("coop/poses") > 0):
                 time.sleep(0.5)   # let the remaining endpoints match too
                 return True
