@@ -15,7 +15,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 PY="$ROOT/.venv/bin/python"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 101) + 1 ))}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 DEMO="$ROOT/cache/demo"
 mkdir -p "$DEMO" "$ROOT/out"
