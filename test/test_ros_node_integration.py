@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402
@@ -58,7 +58,7 @@ def run(scene):
     try:
         node = sp.add(CoopNode(context=sp.context, parameter_overrides=[
             Parameter("objects_file", value=str(scene / "objects.yaml")),
-            Parameter("num_hypotheses", value=N_HYP),
+            Parameter("num_hypotheses", value=N_HYP), Parameter("time_budget", value=0.0),
             Parameter("template_cache_dir", value=str(scene / "templates"))]))
         listener = sp.add(Replayer("test_listener", context=sp.context))
         sp.start()
