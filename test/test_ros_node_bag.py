@@ -17,7 +17,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("rosbags")
 
-from conftest import node_params_file, synth_box_scene  # noqa: E402
+from conftest import box_node_overrides, node_params_file, synth_box_scene  # noqa: E402
 
 S0 = 1_770_000_000_000_000_000
 STAMPS = [S0, S0 + 100_000_000, S0 + 200_000_000]
@@ -88,19 +88,12 @@ def _pose_vec(d):
 @pytest.fixture(scope="module")
 def node_poses(scene):
     """What coop_node publishes for the same frames (over DDS, in this process)."""
-    from rclpy.parameter import Parameter
-
     from coop_ros.ros.node import CoopNode
     from coop_ros.ros.replay import Replayer, Spinner
     sp = Spinner()
     try:
-        sp.add(CoopNode(context=sp.context, parameter_overrides=[
-            Parameter("objects.names", value=["box"]),
-            Parameter("objects.box.class_id", value="1"),
-            Parameter("objects.box.mesh", value=str(scene / "scene/models/obj_000001.ply")),
-            Parameter("template_cache_dir", value=str(scene / "templates")),
-            Parameter("num_hypotheses", value=2), Parameter("rgbd_refine_iterations", value=1),
-            Parameter("time_budget", value=0.0)]))
+        sp.add(CoopNode(context=sp.context, parameter_overrides=box_node_overrides(
+            scene, num_hypotheses=2, rgbd_refine_iterations=1, time_budget=0.0)))
         rep = sp.add(Replayer("bag_reference", context=sp.context))
         sp.start()
         assert rep.wait_for_node(60)

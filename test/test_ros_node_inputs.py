@@ -16,9 +16,7 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from rclpy.parameter import Parameter  # noqa: E402
-
-from conftest import synth_box_scene  # noqa: E402
+from conftest import box_node_overrides, synth_box_scene  # noqa: E402
 
 S0 = 1_760_000_000_000_000_000
 
@@ -28,15 +26,6 @@ def scene(tmp_path_factory):
     root = tmp_path_factory.mktemp("ros_inputs")
     synth_box_scene(root)
     return root
-
-
-def _params(scene, **kw):
-    base = {"objects.names": ["box"], "objects.box.class_id": "1",
-            "objects.box.mesh": str(scene / "scene/models/obj_000001.ply"),
-            "template_cache_dir": str(scene / "templates"), "num_hypotheses": 1,
-            "rgbd_refine_iterations": 1, "diagnostics_period": 0.2}
-    base.update(kw)
-    return [Parameter(k, value=v) for k, v in base.items()]
 
 
 class _Rig:
@@ -51,7 +40,7 @@ class _Rig:
         self.frame = BopDataset(scene / "scene").frame(0, 0)
         self.sp = Spinner()
         self.node = self.sp.add(CoopNode(context=self.sp.context,
-                                         parameter_overrides=_params(scene, **params)))
+                                         parameter_overrides=box_node_overrides(scene, **params)))
         self.rep = self.sp.add(Replayer("inputs_probe", context=self.sp.context,
                                         reliability=reliability))
         self.diags = []

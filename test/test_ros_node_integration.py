@@ -19,6 +19,7 @@ pytest.importorskip("tf2_msgs.msg")
 
 from rclpy.parameter import Parameter  # noqa: E402
 
+from conftest import camera_qos_params  # noqa: E402
 from coop_ros.geometry.se3 import pose_errors, quat_xyzw_to_matrix  # noqa: E402
 
 STAMP0 = 1_700_000_000_000_000_000
@@ -59,6 +60,7 @@ def run(scene):
         node = sp.add(CoopNode(context=sp.context, parameter_overrides=[
             Parameter("objects_file", value=str(scene / "objects.yaml")),
             Parameter("num_hypotheses", value=N_HYP), Parameter("time_budget", value=0.0),
+            *[Parameter(k, value=v) for k, v in camera_qos_params().items()],
             Parameter("template_cache_dir", value=str(scene / "templates"))]))
         listener = sp.add(Replayer("test_listener", context=sp.context))
         sp.start()

@@ -16,6 +16,11 @@ someone subscribes), ``/diagnostics``.
 
 Estimation runs in a worker thread fed through a one-slot latest-frame buffer: while it works on
 a frame, newer frames replace each other in the slot (the stale ones are dropped and counted).
+A frame's work is bounded (``max_detections``, ``time_budget``, ``discard_older_than_ms``; see
+coop_ros/ros/frame.py); ``destroy_node`` / SIGINT / SIGTERM stop it at the next stage boundary and
+nothing is published afterwards. Camera inputs use the sensor-data QoS (``qos.<input>.
+reliability``); what is wrong with the inputs (unmatched stamps, incompatible QoS, frame_ids,
+stamps of 0, units) is reported on /diagnostics and in throttled log lines.
 ``main`` enlarges Fast DDS's shared-memory segment for this process before ``rclpy.init``
 (coop_ros/ros/dds.py: images > 512 KiB are otherwise delivered up to a frame or 3 s late); the
 camera driver's process needs the same for the inputs to arrive on time.
