@@ -284,7 +284,8 @@ def evaluate(ds, frames, rep: Replayer, names: dict) -> tuple[list, int]:
                    "object": names.get(g.obj_id, str(g.obj_id)),
                    "instance": e.instance_id if e else "", "latency_s": lat}
             if e is None or e.status != 0:
-                row.update(status="failed: " + (e.reason if e else "no estimate"))
+                word = "skipped: " if e is not None and e.status == 2 else "failed: "
+                row.update(status=word + (e.reason if e else "no estimate"))
                 rows.append(row)
                 continue
             p = e.pose.pose
