@@ -102,6 +102,7 @@ def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
             proc.kill()
         sp.stop()
     text = log.read_text()
+    print(f"{sig.name}: process exited {dt:.2f} s after the signal, exit code {rc}")
     assert rc == 0, text[-2000:]
     assert dt <= 1.0, f"exit took {dt:.2f} s after {sig.name}"
     with rep.lock:
@@ -146,9 +147,11 @@ def test_500_detections_answered_within_budget_and_next_frame_served(scene):
         vals = {kv.key: kv.value for kv in node.diagnostics_status().values}
     finally:
         sp.stop()
-    assert t_answer <= budget + 1.0, f"answered after {t_answer:.2f} s (budget {budget} s)"
     poses, est = r
     st = [e.status for e in est.estimates]
+    print(f"500 detections: answered {t_answer:.2f} s after publishing, time_budget "
+          f"{budget:.2f} s, {st.count(0)} estimated, {st.count(2)} skipped")
+    assert t_answer <= budget + 1.0, f"answered after {t_answer:.2f} s (budget {budget} s)"
     assert len(st) == 500
     n_ok, n_skip = st.count(0), st.count(2)
     assert n_ok >= 1 and n_ok + n_skip == 500, (n_ok, n_skip, st.count(1))
