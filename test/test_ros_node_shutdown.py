@@ -56,20 +56,33 @@ def _start(params, log_path):
                             stderr=subprocess.STDOUT, env=env)
 
 
+def _diag_values(diags) -> dict:
+    for a in reversed(list(diags)):
+        for st in a.status:
+            return {kv.key: kv.value for kv in st.values}
+    return {}
+
+
 def _wait_busy(rep, diags, msgs, timeout=120):
-    """Publish ``msgs`` (again every 2 s: a first message can be lost while the endpoints
-    finish matching) until the node's /diagnostics says a frame was matched."""
+    """Make the node busy with ``msgs``: camera_info first (published until the node has one:
+    a first message can be lost while the endpoints finish matching), then the frame (again
+    every 2 s until the node has matched it). True when the worker holds the frame."""
     t_end = time.monotonic() + timeout
     t_send = 0.0
     while time.monotonic() < t_end:
+        if int(_diag_values(diags).get("received_camera_info", "0")) >= 1:
+            break
+        if time.monotonic() - t_send > 1.0:
+            rep.pubs["camera_info"].publish(msgs["camera_info"])
+            t_send = time.monotonic()
+        time.sleep(0.05)
+    t_send = 0.0
+    while time.monotonic() < t_end:
+        if int(_diag_values(diags).get("frames_matched", "0")) >= 1:
+            return True
         if time.monotonic() - t_send > 2.0:
             rep.publish(msgs)
             t_send = time.monotonic()
-        for a in list(diags):
-            for s in a.status:
-                vals = {kv.key: kv.value for kv in s.values}
-                if int(vals.get("frames_matched", "0")) >= 1:
-                    return True
         time.sleep(0.05)
     return False
 
@@ -93,6 +106,8 @@ def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
             log.read_text()[-2000:]                       # ~40 x 1 s of work
         time.sleep(1.0)                                    # inside the pipeline by now
         assert proc.poll() is None
+        time.sleep(0.3)
+        assert _diag_values(diags)["frames_processed"] == "0"     # still working on it
         t0 = time.monotonic()
         proc.send_signal(sig)
         rc = proc.wait(timeout=30)
