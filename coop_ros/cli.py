@@ -1,7 +1,8 @@
 """The ``coop-ros`` command line: one sub-command per job, each in the module that owns the job.
 
 A sub-command module defines ``configure_parser(parser)`` and ``run(args) -> int``; it is imported
-only when its sub-command runs, so ``coop-ros --help`` stays fast.
+only when its sub-command is named, so ``coop-ros --help`` imports none of them (no torch) and
+each command checks its arguments before it imports anything heavy.
 """
 from __future__ import annotations
 
@@ -15,17 +16,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "templates": ("coop_ros.render.templates", "render and cache the template bank of a mesh"),
     "estimate": ("coop_ros.pipeline.cli", "estimate the pose of one object in an image"),
     "synth": ("coop_ros.bop.synth", "generate a synthetic BOP-format dataset with exact ground truth"),
+    "bag": ("coop_ros.ros.bag", "run the node's pipeline over a rosbag2: outputs to a new bag and a CSV"),
     "train": ("coop_ros.train.cli", "train Co-op's coarse, refiner or selection network"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: the command list only (no sub-command module is imported)."""
     parser = argparse.ArgumentParser(prog="coop-ros", description="Co-op 6D pose estimation of novel objects")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).configure_parser(p)
+        sub.add_parser(name, help=help_, description=help_, add_help=False)
     return parser
 
 

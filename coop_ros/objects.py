@@ -76,18 +76,48 @@ def _check_units(units: str) -> str:
     return units
 
 
+#: hull vertex count up to which the diameter is computed from all pairs
+DIAMETER_EXACT_MAX = 4000
+#: directions (on a half sphere) whose extreme hull vertices are the candidates above that
+DIAMETER_DIRECTIONS = 1000
+
+
+def _fibonacci_half_sphere(n: int) -> np.ndarray:
+    """(n, 3) unit vectors spread evenly over the half sphere z >= 0."""
+    k = np.arange(n, dtype=np.float64) + 0.5
+    z = 1.0 - k / n
+    r = np.sqrt(np.maximum(1.0 - z * z, 0.0))
+    phi = k * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
 def _max_pairwise_distance(points: np.ndarray) -> float:
-    """Largest distance between two of the (N, 3) points (on their convex hull), same unit."""
+    """Largest distance between two of the (N, 3) points, same unit.
+
+    O(N log N): the convex hull (qhull) first; up to DIAMETER_EXACT_MAX hull vertices all pairs
+    are compared (exact). Above (scanned meshes), the candidates are the two extreme hull
+    vertices along each of DIAMETER_DIRECTIONS directions, and all pairs of candidates are
+    compared: the result is a lower bound within 0.1 % of the exact diameter (the pair's
+    direction is within ~2.6 deg of a sampled one, cos 2.6 deg = 0.999) and in practice exact.
+    """
     from scipy.spatial import ConvexHull
     from scipy.spatial.distance import cdist
 
-    pts = np.unique(np.asarray(points, dtype=np.float64), axis=0)
+    pts = np.asarray(points, dtype=np.float64)
     if len(pts) < 2:
         return 0.0
     try:
         pts = pts[ConvexHull(pts).vertices]
     except Exception:  # flat or degenerate point set: qhull needs a full-dimensional hull
-        pass
+        pts = np.unique(pts, axis=0)
+    if len(pts) > DIAMETER_EXACT_MAX:
+        cand = set()
+        dirs = _fibonacci_half_sphere(DIAMETER_DIRECTIONS)
+        for i in range(0, len(dirs), 100):
+            proj = pts @ dirs[i:i + 100].T                 # (h, 100)
+            cand.update(proj.argmax(axis=0).tolist())
+            cand.update(proj.argmin(axis=0).tolist())
+        pts = pts[sorted(cand)]
     best = 0.0
     block = 2048
     for i in range(0, len(pts), block):

@@ -8,6 +8,9 @@
 #   4. message packages generated with rosidl into the venv: the test environment's missing
 #      upstream packages (scripts/ros_interfaces/*) and coop_ros' own msg/;
 #   5. the coop_ros core installed editable (source edits take effect without a rebuild).
+# Steps 2-5 make .venv (ROS 2 Kilted, requirements/dev.txt); with --jazzy also .venv-jazzy (ROS 2
+# Jazzy, requirements/jazzy.txt: the node tests run against both distributions). Each venv has its
+# own stamp.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -30,74 +33,88 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# ---- stamp: skip everything below when its inputs are unchanged ---------------------------------
+# ---- one virtual environment: $1 = folder, $2 = requirements file ---------------------------------
+# Skipped when a stamp of its inputs says nothing changed since the last run.
 stamp_inputs() {
   cat scripts/setup.sh requirements/*.txt CMakeLists.txt package.xml setup.py msg/*.msg
   if [ -d scripts/ros_interfaces ]; then find scripts/ros_interfaces -type f | sort | xargs -r cat; fi
 }
-STAMP="$VENV/.coop_ros_setup"
-want="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
-  log "up to date ($VENV)"
-  exit 0
-fi
-
-# ---- 2. venv + pinned packages ------------------------------------------------------------------
 PY=""
-for c in python3.11 "$HOME/.pyenv/versions/3.11.7/bin/python3.11" /usr/bin/python3.11; do
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
-    PY="$("$c" -c 'import sys; print(sys.executable)')"; break
-  fi
-done
-[ -n "$PY" ] || { log "ERROR: Python 3.11 not found (the ROS 2 Kilted wheels are cp311)"; exit 1; }
-[ -x "$VENV/bin/python" ] || { log "creating $VENV with $PY"; "$PY" -m venv "$VENV"; }
-log "installing pinned packages (requirements/dev.txt)"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements/dev.txt 2>&1 \
-  | grep -v "is ignored: it is neither a file nor a directory" || true
-"$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl" \
-  || { log "ERROR: pinned packages did not install"; exit 1; }
-
-# ---- 3. CMake paths of the ROS wheels -----------------------------------------------------------
-PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
-  | xargs -0 -r sed -i \
-      -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
-      -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" || true
-
-# ---- 4. the core, editable ----------------------------------------------------------------------
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
-  -e . --config-settings editable_mode=compat 2>&1 | grep -v "is ignored: it is neither" || true
-
-# ---- 5. message packages -------------------------------------------------------------------------
-SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-build_msgs() {  # $1 = source dir, $2 = name, extra cmake args after
-  local src="$1" name="$2"; shift 2
-  log "generating messages: $name"
-  CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
-    cmake -S "$src" -B "$VENV/build/$name" -DCMAKE_INSTALL_PREFIX="$VENV" \
-      -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF "$@" >"$VENV/build/$name.log" 2>&1 \
-    && PATH="$VENV/bin:$PATH" cmake --build "$VENV/build/$name" -j2 >>"$VENV/build/$name.log" 2>&1 \
-    && cmake --install "$VENV/build/$name" >>"$VENV/build/$name.log" 2>&1 \
-    || { log "ERROR: message generation of $name failed; see $VENV/build/$name.log"; tail -20 "$VENV/build/$name.log" >&2; exit 1; }
+find_python() {
+  [ -n "$PY" ] && return 0
+  for c in python3.11 "$HOME/.pyenv/versions/3.11.7/bin/python3.11" /usr/bin/python3.11; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+      PY="$("$c" -c 'import sys; print(sys.executable)')"; return 0
+    fi
+  done
+  log "ERROR: Python 3.11 not found (the ROS 2 wheels are cp311)"; exit 1
 }
-mkdir -p "$VENV/build"
-for d in scripts/ros_interfaces/*/; do
-  [ -f "$d/package.xml" ] || continue
-  n="$(basename "$d")"
-  # a real ROS install (or a wheel) that already provides the package wins
-  "$VENV/bin/python" -c "import $n.msg" 2>/dev/null && [ ! -f "$VENV/build/$n.log" ] && continue
-  build_msgs "$d" "$n"
-done
-build_msgs "$ROOT" coop_ros -DCOOP_ROS_INSTALL_PYTHON=OFF
-# The generated coop_ros/__init__.py in site-packages would shadow the source package; without it
-# site-packages/coop_ros is a plain directory that coop_ros/__init__.py adds to its __path__.
-# Its egg-info would make pip treat the generated files as the coop_ros distribution (and delete them
-# on the next editable install): the editable install above is the distribution.
-rm -f "$SITE/coop_ros/__init__.py"
-rm -rf "$SITE"/coop_ros-*.egg-info
-"$VENV/bin/python" -c "import coop_ros.msg" || { log "ERROR: coop_ros.msg does not import"; exit 1; }
 
+setup_venv() {
+  local VENV="$1" REQ="$2"
+  local STAMP="$VENV/.coop_ros_setup" want
+  want="$( (stamp_inputs; echo "$REQ") | sha256sum | cut -d' ' -f1)"
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    log "up to date ($VENV)"
+    return 0
+  fi
+  # -- 2. venv + pinned packages
+  find_python
+  [ -x "$VENV/bin/python" ] || { log "creating $VENV with $PY"; "$PY" -m venv "$VENV"; }
+  log "installing pinned packages ($REQ) into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl" \
+    || { log "ERROR: pinned packages did not install into $VENV"; exit 1; }
 
-echo "$want" > "$STAMP"
-log "done ($VENV)"
+  # -- 3. CMake paths of the ROS wheels
+  local PYINC NPINC SITE
+  PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
+  grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
+    | xargs -0 -r sed -i \
+        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
+        -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" || true
+
+  # -- 4. the core, editable
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    -e . --config-settings editable_mode=compat 2>&1 | grep -v "is ignored: it is neither" || true
+
+  # -- 5. message packages
+  SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  build_msgs() {  # $1 = source dir, $2 = name, extra cmake args after
+    local src="$1" name="$2"; shift 2
+    log "generating messages: $name ($VENV)"
+    CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
+      cmake -S "$src" -B "$VENV/build/$name" -DCMAKE_INSTALL_PREFIX="$VENV" \
+        -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF "$@" >"$VENV/build/$name.log" 2>&1 \
+      && PATH="$VENV/bin:$PATH" cmake --build "$VENV/build/$name" -j2 >>"$VENV/build/$name.log" 2>&1 \
+      && cmake --install "$VENV/build/$name" >>"$VENV/build/$name.log" 2>&1 \
+      || { log "ERROR: message generation of $name failed; see $VENV/build/$name.log"; tail -20 "$VENV/build/$name.log" >&2; exit 1; }
+  }
+  mkdir -p "$VENV/build"
+  local d n
+  for d in scripts/ros_interfaces/*/; do
+    [ -f "$d/package.xml" ] || continue
+    n="$(basename "$d")"
+    # a real ROS install (or a wheel) that already provides the package wins
+    "$VENV/bin/python" -c "import $n.msg" 2>/dev/null && [ ! -f "$VENV/build/$n.log" ] && continue
+    build_msgs "$d" "$n"
+  done
+  build_msgs "$ROOT" coop_ros -DCOOP_ROS_INSTALL_PYTHON=OFF
+  # The generated coop_ros/__init__.py in site-packages would shadow the source package; without it
+  # site-packages/coop_ros is a plain directory that coop_ros/__init__.py adds to its __path__.
+  # Its egg-info would make pip treat the generated files as the coop_ros distribution (and delete them
+  # on the next editable install): the editable install above is the distribution.
+  rm -f "$SITE/coop_ros/__init__.py"
+  rm -rf "$SITE"/coop_ros-*.egg-info
+  "$VENV/bin/python" -c "import coop_ros.msg" || { log "ERROR: coop_ros.msg does not import ($VENV)"; exit 1; }
+  echo "$want" > "$STAMP"
+  log "done ($VENV)"
+}
+
+setup_venv "$ROOT/.venv" requirements/dev.txt
+# ---- the second ROS 2 distribution (Jazzy, LTS) for the node tests: scripts/setup.sh --jazzy
+if [ "${1:-}" = "--jazzy" ]; then
+  setup_venv "$ROOT/.venv-jazzy" requirements/jazzy.txt
+fi

@@ -53,3 +53,88 @@ def test_estimate_real_rgbd_sits_on_the_can(shared_real, tmp_path, capsys):
     assert np.allclose(C, C.T) and np.linalg.eigvalsh(C).min() > 0
     img = cv2.imread(str(out))
     assert img is not None and img.shape == (480, 640, 3)
+
+
+# ----------------------------------------------------------------------------- issue 11 fixes
+@pytest.fixture(scope="module")
+def box_files(tmp_path_factory):
+    """rgb.png, depth.png (0.1 mm units), camera.json (with width/height), the box mesh and GT
+    box of one synthetic frame."""
+    from coop_ros.bop.dataset import BopDataset
+    from coop_ros.bop.synth import generate_dataset
+    root = tmp_path_factory.mktemp("cli_box")
+    generate_dataset(root / "s", objects=["textured_box"], n_scenes=1, images_per_scene=1,
+                     seed=3, objects_per_image=(1, 1), distractors=(0, 0), progress=False)
+    f = BopDataset(root / "s").frame(0, 0)
+    cv2.imwrite(str(root / "rgb.png"), cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "depth.png"), np.round(f.depth * 10000).astype(np.uint16))
+    cam = {"cam_K": f.K.reshape(-1).tolist(), "depth_scale": 0.1, "width": f.width,
+           "height": f.height}
+    (root / "camera.json").write_text(json.dumps(cam))
+    box = ",".join(f"{v:.1f}" for v in f.gt_info[0].bbox_visib)
+    return root, box
+
+
+def _args(root, box, *extra):
+    return ["estimate", "--rgb", str(root / "rgb.png"), "--camera", str(root / "camera.json"),
+            "--mesh", str(root / "s" / "models" / "obj_000001.ply"), "--box", box, *extra]
+
+
+def test_estimate_bad_arguments_fail_before_the_pipeline_loads(box_files, tmp_path):
+    """Each bad argument gives one clear line, exit 1, and torch is never imported (the
+    pipeline is loaded only after every argument checked out)."""
+    import subprocess
+    import sys
+    root, box = box_files
+    cam8 = tmp_path / "cam8.json"
+    cam8.write_text(json.dumps({"cam_K": [500, 0, 320, 0, 500, 240, 0, 1]}))
+    camsize = tmp_path / "camsize.json"
+    camsize.write_text(json.dumps({"cam_K": [500, 0, 320, 0, 500, 240, 0, 0, 1],
+                                   "width": 1280, "height": 720}))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [
+        (["--camera", str(cam8)], "cam_K must be 9 numbers (row-major 3x3"),
+        (["--camera", str(camsize)], "is for 1280x720 images, --rgb"),
+        (["--out", str(blocker / "sub" / "o.png")], "--out"),
+        (["--box", "1,2,3"], "--box must be 4 numbers"),
+        (["--depth", str(root / "depth.png"), "--depth-scale", "1000"],
+         "wrong depth scale?"),
+    ]
+    for extra, msg in cases:
+        args = _args(root, box)
+        for k in range(0, len(extra), 2):         # replace the option if already there
+            if extra[k] in args:
+                i = args.index(extra[k])
+                args[i + 1] = extra[k + 1]
+            else:
+                args += extra[k:k + 2]
+        code = ("import sys, json; from coop_ros.cli import main; rc = main(json.loads("
+                "sys.argv[1])); print('RC', rc, 'torch' in sys.modules)")
+        p = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
+                           text=True, timeout=60)
+        assert "RC 1 False" in p.stdout, (extra, p.stdout, p.stderr[-1000:])
+        assert msg in p.stderr and "Traceback" not in p.stderr, (extra, p.stderr)
+
+
+def test_top_level_help_imports_no_command():
+    import subprocess
+    import sys
+    code = ("import sys; from coop_ros.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('MODS', sorted(m for m in ('torch', 'cv2', 'coop_ros.pipeline.cli', "
+            "'coop_ros.bop.evaluate') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "bag" in p.stdout and "estimate" in p.stdout
+    assert "MODS []" in p.stdout, p.stdout
+
+
+def test_estimate_caches_templates_by_default(box_files, tmp_path, monkeypatch, capsys):
+    root, box = box_files
+    monkeypatch.setenv("COOP_ROS_CACHE", str(tmp_path / "cache"))
+    rc = main(_args(root, box, "--depth", str(root / "depth.png"), "--hypotheses", "1",
+                    "--out", str(tmp_path / "o" / "overlay.png")))
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["status"] == "ok", out["reason"]
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
+    assert (tmp_path / "o" / "overlay.png").is_file()

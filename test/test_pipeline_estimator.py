@@ -173,3 +173,53 @@ def test_config_validation():
     for bad in (-1, 1.5, True):
         with pytest.raises(InputError, match="seed"):
             PoseConfig(seed=bad).validate()
+
+
+# ----------------------------------------------------------------------------- time budget
+def test_deadline_and_cancel_skip_detections(setup):
+    import time
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    dets = [Detection(1, box), Detection(1, box)]
+    r = est.estimate(rgb, K, dets, depth=depth, mode="rgbd", num_hypotheses=1,
+                     deadline=time.monotonic() - 1.0)
+    assert [x.status for x in r] == ["skipped", "skipped"]
+    assert r[0].reason.startswith("budget_exhausted: 0.00 s of the time budget left")
+    assert r[0].T_cam_obj is None and np.allclose(r[0].box_xywh, box)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 1          # the first detection starts, then "shutdown"
+    r = est.estimate(rgb, K, dets, depth=depth, mode="rgbd", num_hypotheses=1,
+                     should_stop=stop)
+    assert r[0].status == "skipped" and r[0].reason.startswith("cancelled: ")
+    assert r[1].status == "skipped" and r[1].reason.startswith("cancelled: ")
+    assert "coarse" in r[0].timings          # it stopped after its coarse stage
+
+
+def test_budget_cut_refinement_returns_the_best_so_far(setup):
+    """Refinement predicted not to fit: every hypothesis keeps its coarse pose, is scored, and
+    the best is returned marked best_so_far; with time left the result is refined."""
+    import time
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    full = est.estimate(rgb, K, [Detection(1, box)], depth=depth, mode="rgbd",
+                        num_hypotheses=3)[0]
+    assert full.ok and not full.best_so_far
+    assert not np.allclose(full.T_cam_obj, full.hypotheses[0].T_coarse)
+    saved = dict(est.stage_times._mean)
+    try:
+        est.stage_times._mean["refine"] = 1000.0           # one refinement "takes" 1000 s
+        cut = est.estimate(rgb, K, [Detection(1, box)], depth=depth, mode="rgbd",
+                           num_hypotheses=3, deadline=time.monotonic() + 100.0)[0]
+    finally:
+        est.stage_times._mean.clear()
+        est.stage_times._mean.update(saved)
+    assert cut.ok and cut.best_so_far
+    assert len(cut.hypotheses) == len(full.hypotheses)
+    for h in cut.hypotheses:
+        assert h.reason.startswith("not_refined: budget_exhausted")
+        assert np.array_equal(h.T, h.T_coarse)
+    assert np.array_equal(cut.T_cam_obj, cut.hypotheses[0].T_coarse)
+    assert cut.score == max(h.score for h in cut.hypotheses)

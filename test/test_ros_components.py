@@ -333,3 +333,87 @@ def test_mesh_markers(tmp_path):
     assert arr.markers[2].type == Marker.TEXT_VIEW_FACING and arr.markers[2].text == "b_0"
     tri = mesh_markers(Header(frame_id="cam"), [item], "triangle_list").markers[1]
     assert tri.type == Marker.TRIANGLE_LIST and len(tri.points) == 3 * len(obj.faces)
+
+
+# ----------------------------------------------------------------------------- issue 11
+def test_sync_records_unmatchable_images_with_the_nearest_stamp():
+    """Detections stamped 200 ms after their image (slop 50 ms): every image is recorded once
+    as unmatchable, with the detection stamp nearest to it; nothing matches."""
+    s = ApproximateSync(["image", "det"], slop_s=0.05, queue_size=10)
+    S = 1000 * MS
+    for k in range(5):
+        assert s.add("image", k * S, f"i{k}", t=float(k)) is None
+        assert s.add("det", k * S + 200 * MS, f"d{k}", t=k + 0.1) is None
+    assert s.matched == 0 and s.unmatchable == 5
+    m = s.mismatches[0]
+    assert (m.pivot, m.pivot_stamp, m.stream, m.nearest_stamp) == ("image", 0, "det", 200 * MS)
+    assert m.offset_ms == 200.0 and m.t == 0.1
+    # a detector at half the camera rate is no mismatch: the images it skips fall out when the
+    # next one matches
+    s = ApproximateSync(["image", "det"], slop_s=0.02, queue_size=10)
+    for k in range(6):
+        s.add("image", k * 100 * MS, k)
+        if k % 2 == 0:
+            s.add("det", k * 100 * MS, f"d{k}")
+    assert s.matched == 3 and s.unmatchable == 0
+
+
+def test_camera_info_cache_stops_waiting_for_stamps_that_never_match():
+    from coop_ros.ros.sync import CameraInfoCache
+    c = CameraInfoCache(give_up_after=2)
+    slop = 50 * MS
+    assert c.worth_waiting(1000 * MS, slop)              # nothing yet: may come
+    c.add(700 * MS, "ci0")                                # stamped 300 ms before the image
+    assert c.lookup(1000 * MS, slop) == ("ci0", False)
+    assert c.worth_waiting(1000 * MS, slop)              # older than the image: may still come
+    for k in range(2):
+        c.served(1000 * MS + k, False)
+    assert c.unmatched_streak == 2 and c.last_offset_ns == -300 * MS - 1
+    assert not c.worth_waiting(2000 * MS, slop)          # given up: no wait per frame
+    c.add(2000 * MS, "ci1")
+    assert c.lookup(2000 * MS, slop) == ("ci1", True)
+    c.served(2000 * MS, True)
+    assert c.unmatched_streak == 0 and c.nearest(1990 * MS) == "ci1"
+    c.add(3000 * MS, "ci2")
+    assert not c.worth_waiting(2500 * MS, slop)           # a newer one exists already
+
+
+def test_sanity_checks_name_the_likely_cause():
+    from coop_ros.pipeline.sanity import (box_scale_problem, depth_unit_problem,
+                                          intrinsics_problem)
+    d = np.full((480, 640), 0.9, np.float32)
+    assert depth_unit_problem(d, "16UC1") is None and depth_unit_problem(d, "32FC1") is None
+    lvl, msg = depth_unit_problem(np.round(d) / 1000.0, "16UC1")   # 0.9 m stored as "1" mm
+    assert lvl == "error" and msg.startswith("depth median 1 in 16UC1 (millimetres): metres "
+                                             "sent as millimetres?")
+    lvl, msg = depth_unit_problem(d * 1000, "32FC1")
+    assert lvl == "error" and "depth median 900 in 32FC1 (metres): millimetres sent as" in msg
+    lvl, msg = depth_unit_problem(np.full((4, 4), 0.2, np.float32), "16UC1")
+    assert lvl == "warning" and "8-bit image sent as depth?" in msg
+    K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    assert intrinsics_problem(K, 640, 480) is None
+    lvl, msg = intrinsics_problem(K * [[0.1], [0.1], [1]], 640, 480)
+    assert lvl == "error" and "159 x 152 deg field of view" in msg and "x0.1?" in msg
+    # a 0.2 m object 160x120 px at 0.9 m fits; at 9 m (depth x10) it cannot
+    box = (200, 200, 160, 120)
+    assert box_scale_problem(box, d, K, 0.2) is None
+    lvl, msg = box_scale_problem(box, d * 10, K, 0.2)
+    assert lvl == "error" and "is 15.0x the 13 px a 200 mm object can span" in msg
+    assert box_scale_problem(box, d, K * [[0.1], [0.1], [1]], 0.2)[0] == "error"
+    assert box_scale_problem(box, np.zeros_like(d), K, 0.2) is None      # no depth: no verdict
+
+
+def test_new_node_parameters_validate():
+    base = {"objects.names": ["a"], "objects.a.mesh": "a.ply"}
+    cfg = NodeConfig.from_flat(base)
+    assert (cfg.max_detections, cfg.time_budget, cfg.discard_older_than_ms) == (20, 10.0, 0)
+    assert cfg.qos == {"image": "best_effort", "depth": "best_effort",
+                       "camera_info": "best_effort", "detections": "reliable"}
+    for name, bad in (("max_detections", -1), ("time_budget", -0.5),
+                      ("discard_older_than_ms", 1.5), ("qos.image.reliability", "fast")):
+        with pytest.raises(ConfigError, match=f"'{name}'"):
+            NodeConfig.from_flat(dict(base, **{name: bad}))
+    new = cfg.updated({"time_budget": 2.5, "max_detections": 5})
+    assert (new.time_budget, new.max_detections) == (2.5, 5)
+    with pytest.raises(ConfigError, match="restart"):
+        cfg.updated({"qos.image.reliability": "reliable"})

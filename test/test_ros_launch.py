@@ -20,24 +20,69 @@ def test_launch_file_structure():
     tree = ast.parse((REPO / "launch" / "coop.launch.py").read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
                for n in tree.body)
-    declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared >= {"config", "namespace", "image", "depth", "camera_info", "detections"}
-    nodes = _calls(tree, "Node")
-    assert len(nodes) == 1
-    node = nodes[0]
-    assert _kw(node, "package").value == "coop_ros"
+    args = {c.args[0].value: c for c in _calls(tree, "DeclareLaunchArgument")}
+    assert set(args) >= {"params_file", "objects_file", "namespace", "image", "depth",
+                         "camera_info", "detections", "rviz", "log_level"}
+    # the defaults are the shipped files: the launch works as shipped
+    for name, parts in (("params_file", ["config", "coop.yaml"]),
+                        ("objects_file", ["config", "demo_objects.yaml"])):
+        default = _kw(args[name], "default_value")
+        assert [a.value for a in default.args[1:]] == parts, name
+        assert (REPO.joinpath(*parts)).is_file()
+    nodes = {_kw(n, "package").value: n for n in _calls(tree, "Node")}
+    assert set(nodes) == {"coop_ros", "rviz2"}
+    node = nodes["coop_ros"]
     assert _kw(node, "executable").value == "coop_node"
     params = _kw(node, "parameters")
-    assert isinstance(params, ast.List) and len(params.elts) == 1
-    assert getattr(params.elts[0], "id", None) == "config"
-    assert _calls(tree, "LaunchConfiguration")[0].args[0].value == "config"
+    assert getattr(params, "id", None) == "params"
     remaps = _kw(node, "remappings")
     froms = {t.elts[0].value for t in remaps.elts}
     assert froms >= {"image", "depth", "camera_info", "detections"}
-    ns = _kw(node, "namespace")
-    assert ns.args[0].value == "namespace"
+    assert _kw(node, "namespace").args[0].value == "namespace"
+    # objects_file is passed only when not empty
+    src = (REPO / "launch" / "coop.launch.py").read_text()
+    assert 'LaunchConfiguration("objects_file").perform(context)' in src
+    assert 'params.append({"objects_file": objects_file})' in src
+    rviz = nodes["rviz2"]
+    assert _kw(rviz, "executable").value == "rviz2"
+    assert [a.value for a in _kw(rviz, "arguments").elts[1].args[1:]] == ["rviz", "coop.rviz"]
+    cond = _kw(rviz, "condition")
+    assert cond.func.id == "IfCondition" and cond.args[0].args[0].value == "rviz"
     imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert {"LaunchDescription", "DeclareLaunchArgument", "LaunchConfiguration", "Node"} <= imports
+    assert {"LaunchDescription", "DeclareLaunchArgument", "LaunchConfiguration", "Node",
+            "IfCondition", "OpaqueFunction"} <= imports
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert "launch config models rviz rosdep" in cmake      # all installed to share/coop_ros
+
+
+def test_shipped_demo_objects_load_and_match_the_demo_scene(tmp_path):
+    """config/demo_objects.yaml (the launch's default) validates and its meshes are the ones
+    `coop-ros synth --objects textured_box,can --seed 3` writes (the demo's scene)."""
+    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.ros.params import NodeConfig
+    cfg = NodeConfig.from_flat({"objects_file": str(REPO / "config" / "demo_objects.yaml")})
+    assert [(o.name, o.class_id) for o in cfg.objects] == [("textured_box", "1"), ("can", "2")]
+    generate_dataset(tmp_path / "s", objects=["textured_box", "can"], n_scenes=1,
+                     images_per_scene=1, seed=3, objects_per_image=(2, 2), distractors=(0, 0),
+                     progress=False)
+    for o in cfg.objects:
+        shipped = Path(o.mesh)
+        assert shipped.is_file(), shipped
+        assert shipped.read_bytes() == (tmp_path / "s" / "models" / shipped.name).read_bytes()
+
+
+def test_rviz_config_shows_the_node_outputs():
+    import yaml
+    cfg = yaml.safe_load((REPO / "rviz" / "coop.rviz").read_text())
+    displays = {d["Class"]: d for d in cfg["Visualization Manager"]["Displays"]}
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "/coop/overlay"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/coop/markers"
+    assert displays["rviz_default_plugins/TF"]["Enabled"] is True
+    # the node publishes reliable: the displays subscribe with a compatible QoS
+    for k in ("rviz_default_plugins/Image", "rviz_default_plugins/MarkerArray"):
+        assert displays[k]["Topic"]["Reliability Policy"] in ("Reliable", "Best Effort")
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == \
+        "camera_color_optical_frame"
 
 
 def test_node_executable_and_readme():
@@ -59,3 +104,50 @@ def test_package_xml_declares_ros_dependencies():
                 "sensor_msgs", "vision_msgs", "visualization_msgs", "diagnostic_msgs",
                 "tf2_msgs", "launch", "launch_ros", "ament_index_python"):
         assert f"depend>{dep}</" in xml, dep
+
+
+#: rosdep keys of rosdistro's rosdep/python.yaml used here (checked against ros/rosdistro)
+UPSTREAM_KEYS = {"python3-numpy", "python3-scipy", "python3-opencv", "python3-yaml",
+                 "python3-tqdm", "python3-pil", "python3-trimesh-pip"}
+#: requirement (PyPI name, lower case) -> rosdep key
+KEY_OF = {"numpy": "python3-numpy", "scipy": "python3-scipy",
+          "opencv-python-headless": "python3-opencv", "pyyaml": "python3-yaml",
+          "tqdm": "python3-tqdm", "pillow": "python3-pil", "trimesh": "python3-trimesh-pip",
+          "torch": "python3-torch-pip", "moderngl": "python3-moderngl-pip",
+          "glcontext": "python3-glcontext-pip", "roma": "python3-roma-pip",
+          "rosbags": "python3-rosbags-pip"}
+
+
+def _pins():
+    pins = {}
+    for f in ("core.txt", "dev.txt"):
+        for line in (REPO / "requirements" / f).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if "==" in line:
+                name, ver = line.split("==")
+                pins[name.lower()] = ver
+    return pins
+
+
+def test_package_xml_lists_every_runtime_python_dependency_with_its_pin():
+    import xml.etree.ElementTree as ET
+
+    import yaml
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {e.text: e.attrib for e in root.iter("exec_depend")}
+    own = yaml.safe_load((REPO / "rosdep" / "coop_ros.yaml").read_text())
+    pins = _pins()
+    core = [line.split("==")[0].lower() for line in
+            (REPO / "requirements" / "core.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    for req in core + ["rosbags"]:
+        key = KEY_OF[req]                       # every runtime requirement has a key ...
+        assert key in deps, f"{req}: package.xml lacks {key}"
+        assert key in UPSTREAM_KEYS or key in own, f"{key} is defined nowhere"
+        if key.endswith("-pip"):                # ... and a pip key carries the pin
+            assert deps[key].get("version_eq") == pins[req], (key, deps[key], pins[req])
+        if key in own:
+            assert own[key]["ubuntu"]["pip"]["packages"] == [req]
+    assert "python3-pytorch-pip" not in deps     # rosdistro's EOL key (torch + torchvision)
+    for key in ("libegl1", "libgl1-mesa-dri"):
+        assert key in deps and own[key]["ubuntu"] == [key]

@@ -5,7 +5,7 @@ import os
 import random
 import time
 
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402
@@ -19,6 +19,7 @@ pytest.importorskip("tf2_msgs.msg")
 
 from rclpy.parameter import Parameter  # noqa: E402
 
+from conftest import camera_qos_params  # noqa: E402
 from coop_ros.geometry.se3 import pose_errors, quat_xyzw_to_matrix  # noqa: E402
 
 STAMP0 = 1_700_000_000_000_000_000
@@ -58,7 +59,8 @@ def run(scene):
     try:
         node = sp.add(CoopNode(context=sp.context, parameter_overrides=[
             Parameter("objects_file", value=str(scene / "objects.yaml")),
-            Parameter("num_hypotheses", value=N_HYP),
+            Parameter("num_hypotheses", value=N_HYP), Parameter("time_budget", value=0.0),
+            *[Parameter(k, value=v) for k, v in camera_qos_params().items()],
             Parameter("template_cache_dir", value=str(scene / "templates"))]))
         listener = sp.add(Replayer("test_listener", context=sp.context))
         sp.start()
@@ -66,7 +68,7 @@ def run(scene):
         proc = subprocess.run(
             [sys.executable, "-m", "coop_ros.ros.replay", "--bop", str(scene / "scene"),
              "--stamp-start-ns", str(STAMP0), "--timeout", "90", "--startup-timeout", "60",
-             "--names", "1=textured_box,2=can"],
+             "--names", "1=textured_box,2=can", "--overlay-dir", str(scene / "overlays")],
             capture_output=True, text=True, timeout=300, env=dict(os.environ))
         results = {s: listener.wait_result(s, timeout=30) for s in STAMPS}
         wall = time.monotonic() - t0
@@ -83,6 +85,9 @@ def test_publisher_process_gets_every_frame_answered(run):
     p = run["proc"]
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "frames: 2 sent, 2 answered, 0 without an answer" in p.stdout
+    # the overlay of every frame, and the symmetry-aware rotation error explained
+    assert "overlays: 2 images in" in p.stdout, p.stdout[-2000:]
+    assert "rot err: the smallest angle over the object's symmetries" in p.stdout
     assert all(r is not None for r in run["results"].values()), "no Detection3DArray in time"
     assert run["wall"] < 240
 
@@ -146,3 +151,33 @@ def test_diagnostics_count_frames_and_latency(run):
     assert vals["frames_processed"] == "2" and vals["backend"] == "weight-free"
     assert float(vals["processing_mean [ms]"]) > 0
     assert int(vals["received_image"]) == 2 and int(vals["received_detections"]) == 2
+
+
+def test_overlay_of_every_frame_written(run, scene):
+    import cv2
+    files = sorted((scene / "overlays").glob("*.png"))
+    assert [f.name for f in files] == ["000000_000000.png", "000000_000001.png"]
+    a, b = (cv2.imread(str(f)) for f in files)
+    assert a.shape == (480, 640, 3) and not np.array_equal(a, b)
+
+
+def test_symmetry_aware_rotation_error():
+    """A can turned 41.38 deg about its axis: raw error 41.38 deg, symmetry-aware 0."""
+    from scipy.spatial.transform import Rotation
+
+    from coop_ros.objects import ObjectModel
+    from coop_ros.ros.replay import sym_rotation_error_deg
+    import trimesh
+    m = trimesh.creation.cylinder(radius=0.033, height=0.12, sections=64)
+    can = ObjectModel(name="can", vertices=m.vertices, faces=m.faces,
+                      symmetries_continuous=[{"axis": [0, 0, 1], "offset": [0, 0, 0]}])
+    T_gt = np.eye(4)
+    T_gt[:3, 3] = [0.05, -0.02, 0.7]
+    T_gt[:3, :3] = Rotation.from_euler("xyz", [30, 10, 5], degrees=True).as_matrix()
+    T_est = T_gt.copy()
+    T_est[:3, :3] = T_gt[:3, :3] @ Rotation.from_euler("z", 41.38, degrees=True).as_matrix()
+    raw = pose_errors(T_est, T_gt)[0]
+    assert abs(raw - 41.38) < 1e-6
+    assert sym_rotation_error_deg(T_est, T_gt, can.symmetry_transforms()) < 0.6
+    box = ObjectModel(name="box", vertices=m.vertices, faces=m.faces)     # no symmetry
+    assert abs(sym_rotation_error_deg(T_est, T_gt, box.symmetry_transforms()) - raw) < 1e-9

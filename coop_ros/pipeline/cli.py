@@ -5,14 +5,18 @@
         [--out overlay.png]
 
 camera.json: BOP ``{"cam_K": [9 numbers], "depth_scale": s, ...}``, a BOP ``scene_camera.json``
-(the first / only image entry is used), or ``{"fx", "fy", "cx", "cy", "width", "height"}``.
-The depth scale converts raw depth to millimetres (BOP convention: depth_mm = raw x scale);
-``--depth-scale`` overrides the camera file's value.
+(the first / only image entry is used), or ``{"fx", "fy", "cx", "cy", "width", "height"}``;
+``width`` / ``height`` when present must be the image's size. The depth scale converts raw depth
+to millimetres (BOP convention: depth_mm = raw x scale); ``--depth-scale`` overrides the camera
+file's value. Template banks are cached (``--template-cache``: default ``$COOP_ROS_CACHE`` or
+``~/.cache/coop_ros/templates``, ``none`` = off). Every argument (files, box, camera, images,
+``--out``) is checked before the pipeline (torch, renderer) is loaded.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,14 +42,24 @@ def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]
     if not isinstance(data, dict):
         raise InputError(f"camera file {path}: expected a JSON object")
     if "cam_K" in data:
-        K = np.asarray(data["cam_K"], dtype=np.float64).reshape(3, 3)
+        try:
+            k = np.asarray(data["cam_K"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError(f"camera file {path}: cam_K must be 9 numbers") from None
+        if k.size != 9:
+            raise InputError(f"camera file {path}: cam_K must be 9 numbers (row-major 3x3 "
+                             f"[fx, 0, cx, 0, fy, cy, 0, 0, 1]), got {k.size}")
+        K = k.reshape(3, 3)
     elif all(k in data for k in ("fx", "fy", "cx", "cy")):
         K = np.array([[data["fx"], 0, data["cx"]], [0, data["fy"], data["cy"]], [0, 0, 1.0]],
                      dtype=np.float64)
     else:
         raise InputError(f"camera file {path}: needs 'cam_K' (BOP) or 'fx', 'fy', 'cx', 'cy'")
-    size = (int(data["width"]), int(data["height"])) if "width" in data and "height" in data \
-        else None
+    try:
+        size = (int(data["width"]), int(data["height"])) if "width" in data and "height" in \
+            data else None
+    except (TypeError, ValueError):
+        raise InputError(f"camera file {path}: width / height must be integers") from None
     scale = float(data["depth_scale"]) if "depth_scale" in data else None
     return K, scale, size
 
@@ -77,7 +91,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hypotheses", type=int, default=5, help="coarse hypotheses to refine")
     p.add_argument("--coarse-only", action="store_true", help="no refinement")
     p.add_argument("--backend", default="weight-free", help="backend (weight-free)")
-    p.add_argument("--template-cache", default=None, help="template cache folder")
+    p.add_argument("--template-cache", default=None,
+                   help="template cache folder (default: $COOP_ROS_CACHE or "
+                        "~/.cache/coop_ros/templates; 'none' = no cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i]")
     p.add_argument("--out", default=None, help="write an overlay PNG here")
 
@@ -89,26 +105,71 @@ def _read_image(path, flags) -> np.ndarray:
     return img
 
 
-def run(args: argparse.Namespace) -> int:
-    from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
+def _check_out(path) -> Path:
+    """--out: its folder must exist (or be creatable) and be writable -- checked before the
+    work, not after it."""
+    out = Path(path)
+    if out.exists() and out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a .png file name")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create folder {folder} ({e.strerror})") from None
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise InputError(f"--out {out}: not writable")
+    return out
 
-    rgb = cv2.cvtColor(_read_image(args.rgb, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    K, cam_scale, size = read_camera(args.camera)
-    depth = None
-    if args.depth:
-        raw = _read_image(args.depth, cv2.IMREAD_UNCHANGED)
-        scale = args.depth_scale if args.depth_scale is not None else (cam_scale or 1.0)
-        depth = raw.astype(np.float32) * float(scale) / 1000.0
-    mode = args.mode or ("rgbd" if depth is not None else "rgb")
+
+def run(args: argparse.Namespace) -> int:
+    # ---- every argument first (cheap); the pipeline (torch, renderer) only after
+    from coop_ros.pipeline.sanity import depth_unit_problem
+    for flag in ("rgb", "depth", "camera", "mesh", "mask"):
+        v = getattr(args, flag)
+        if v is not None and not Path(v).is_file():
+            raise InputError(f"--{flag} {v}: file not found")
+    if args.out:
+        _check_out(args.out)
+    if not 1 <= args.hypotheses <= 64:
+        raise InputError(f"--hypotheses must lie in [1, 64], got {args.hypotheses}")
     try:
         box = [float(v) for v in args.box.split(",")]
     except ValueError:
         raise InputError(f"--box must be x,y,w,h numbers, got {args.box!r}") from None
+    if len(box) != 4:
+        raise InputError(f"--box must be 4 numbers x,y,w,h, got {len(box)}")
+    rgb = cv2.cvtColor(_read_image(args.rgb, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    K, cam_scale, size = read_camera(args.camera)
+    H, W = rgb.shape[:2]
+    if size is not None and size != (W, H):
+        raise InputError(f"camera file {args.camera} is for {size[0]}x{size[1]} images, "
+                         f"--rgb {args.rgb} is {W}x{H}")
+    depth = None
+    if args.depth:
+        raw = _read_image(args.depth, cv2.IMREAD_UNCHANGED)
+        if raw.shape[:2] != (H, W):
+            raise InputError(f"--depth {args.depth} is {raw.shape[1]}x{raw.shape[0]}, --rgb is "
+                             f"{W}x{H}")
+        scale = args.depth_scale if args.depth_scale is not None else (cam_scale or 1.0)
+        depth = raw.astype(np.float32) * float(scale) / 1000.0
+        p = depth_unit_problem(depth, f"--depth x depth scale {scale:g} mm")
+        if p and p[0] == "error":
+            raise InputError(p[1])
+    mode = args.mode or ("rgbd" if depth is not None else "rgb")
+    if mode == "rgbd" and depth is None:
+        raise InputError("--mode rgbd needs --depth")
     mask = None
     if args.mask:
         mask = _read_image(args.mask, cv2.IMREAD_GRAYSCALE) > 0
-    cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
-                     device=args.device)
+    cache = args.template_cache
+    if cache is None:
+        cache = os.environ.get("COOP_ROS_CACHE") or str(Path.home() / ".cache" / "coop_ros" /
+                                                         "templates")
+    elif cache.lower() == "none":
+        cache = None
+
+    from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
+    cfg = PoseConfig(backend=args.backend, template_cache_dir=cache, device=args.device)
     est = PoseEstimator(cfg)
     est.add_object("object", args.mesh, units=args.units)
     res = est.estimate(rgb, K, [Detection("object", box, mask)], depth=depth, mode=mode,

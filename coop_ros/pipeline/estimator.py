@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from coop_ros.backends.base import get_backend
+from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
@@ -90,6 +91,8 @@ class PoseEstimator:
         self.renderer = renderer
         self._objects: dict = {}
         self.inflation = dict(DEFAULT_INFLATION)
+        #: running mean of the stage durations, predicts what still fits in a time budget
+        self.stage_times = StageTimes()
 
     # ------------------------------------------------------------------ objects
     def add_object(self, obj_id, obj, units: str = "mm", symmetries: dict | None = None,
@@ -146,8 +149,8 @@ class PoseEstimator:
 
     # ------------------------------------------------------------------ estimation
     def estimate(self, rgb, K, detections, depth=None, mode: str = "rgb",
-                 num_hypotheses: int | None = None, coarse_only: bool = False
-                 ) -> list[PoseResult]:
+                 num_hypotheses: int | None = None, coarse_only: bool = False,
+                 should_stop=None, deadline: float | None = None) -> list[PoseResult]:
         """Estimate the pose of every detection.
 
         Args:
@@ -158,6 +161,12 @@ class PoseEstimator:
             mode: "rgb" or "rgbd".
             num_hypotheses: coarse hypotheses refined per detection (default: config's).
             coarse_only: skip refinement (the coarse pose of the best template is returned).
+            should_stop: callable checked between detections, stages and hypotheses; True stops
+                the call: the detections not finished get status "skipped", reason "cancelled".
+            deadline: ``time.monotonic()`` value [s]. A detection whose coarse stage + selection
+                no longer fit (predicted from the measured stage times) is skipped
+                ("budget_exhausted"); refinement stops when the next hypothesis no longer fits
+                and the best of the hypotheses scored so far is returned (``best_so_far``).
 
         Returns:
             one :class:`PoseResult` per detection, in order.
@@ -190,15 +199,22 @@ class PoseEstimator:
         if not 1 <= n <= 64:
             raise InputError(f"num_hypotheses must lie in [1, 64], got {num_hypotheses}")
         out = []
+        budget = Budget(deadline, should_stop, self.stage_times)
         with torch_threads(self.config.torch_threads):
             for det in detections:
                 if not isinstance(det, Detection):
                     det = Detection(*det)
-                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only))
+                why = budget.stop_reason("coarse", "selection")
+                if why:
+                    out.append(PoseResult.skipped(det.obj_id, why, mode=mode, box_xywh=None if
+                                                  det.box_xywh is None else
+                                                  np.asarray(det.box_xywh, float).reshape(-1)))
+                    continue
+                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only, budget))
         return out
 
     def _estimate_one(self, rgb, K, depth, det: Detection, mode: str, n: int,
-                      coarse_only: bool) -> PoseResult:
+                      coarse_only: bool, budget: Budget | None = None) -> PoseResult:
         cfg = self.config
         t_start = time.perf_counter()
         timings = {"templates": 0.0}
@@ -209,6 +225,8 @@ class PoseEstimator:
         def fail(reason, **kw):
             timings["total"] = time.perf_counter() - t_start
             return PoseResult.failed(det.obj_id, reason, timings=timings, **base, **kw)
+
+        budget = budget or Budget()
 
         reg = self._objects.get(det.obj_id)
         if reg is None:
@@ -264,6 +282,7 @@ class PoseEstimator:
             return fail(f"{Reason.NUMERICAL_ERROR}: coarse stage: {type(e).__name__}: {e}")
         order = np.argsort(-ev_scores, kind="stable")[:n]
         timings["coarse"] = time.perf_counter() - t0
+        budget.record("coarse", timings["coarse"])
 
         # ---- refine: every step judged by the evidence, then the evidence search
         hyps: list[Hypothesis] = []
@@ -271,6 +290,7 @@ class PoseEstimator:
         # the evidence search runs its first (coarsest) level on every hypothesis, its finer
         # levels only on the best ceil(n / 2) + 1 after that (the others rarely catch up)
         search = None if cfg.search_levels == 0 else {"levels": 1}
+        cut = False
         for j in order:
             ch = coarse[j]
             h = Hypothesis(T_coarse=ch.T, T=ch.T.copy(), template_index=ch.template_index,
@@ -278,7 +298,14 @@ class PoseEstimator:
                            num_correspondences=ch.num_correspondences,
                            score=float(ev_scores[j]), score_terms=Evidence.as_dict(ev_terms[j]),
                            score_coarse=float(ev_scores[j]))
-            if not coarse_only:
+            why = None if coarse_only else budget.stop_reason("refine", "selection")
+            if why and budget.cancelled():
+                timings["total"] = time.perf_counter() - t_start
+                return PoseResult.skipped(det.obj_id, why, timings=timings, **base)
+            if why:   # time budget spent: keep the coarse pose, scored with the others
+                h.reason, cut = f"{Reason.NOT_REFINED}: {why}", True
+            if not coarse_only and not why:
+                t_h = time.perf_counter()
                 common = dict(size=cfg.crop_size, radius_px=cfg.flow_radius_px,
                               min_correspondences=cfg.min_correspondences, evidence=evidence,
                               evidence_key=reg.proxy_key, search=search)
@@ -305,10 +332,17 @@ class PoseEstimator:
                 except (np.linalg.LinAlgError, cv2.error) as e:
                     h.reason = (f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} "
                                 "(coarse pose kept)")
+                budget.record("refine", time.perf_counter() - t_h)
             hyps.append(h)
         if not coarse_only and cfg.search_levels > 1:
             keep = sorted(hyps, key=lambda h: -h.score)[:min(len(hyps), (len(hyps) + 1) // 2 + 1)]
             for h in keep:
+                if h.reason.startswith(Reason.NOT_REFINED):
+                    continue
+                why = budget.stop_reason("selection")
+                if why:   # budget spent: the hypotheses keep their first-level search
+                    cut = True
+                    break
                 r = continue_search(h.T, h.score, h.score_terms, evidence, self.renderer,
                                     reg.proxy_key, reg.obj, levels=cfg.search_levels,
                                     first_level=1, inflation=self.inflation[mode])
@@ -330,6 +364,7 @@ class PoseEstimator:
         t0 = time.perf_counter()
         hyps = score_hypotheses(hyps, qcrop, self.renderer, reg.key, self.backend)
         timings["selection"] = time.perf_counter() - t0
+        budget.record("selection", timings["selection"])
         ok = [h for h in hyps if h.status == STATUS_OK]
         if not ok:
             return fail(hyps[0].reason if hyps else f"{Reason.REFINEMENT_FAILED}: no hypothesis",
@@ -348,7 +383,7 @@ class PoseEstimator:
         timings["total"] = time.perf_counter() - t_start
         return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
                           covariance=None if cov is None else cov.copy(), score=best.score,
-                          hypotheses=hyps, timings=timings, **base)
+                          hypotheses=hyps, timings=timings, best_so_far=cut, **base)
 
     def _flow_iterations(self, mode: str) -> int:
         """Flow iterations per hypothesis: the config's, or the backend's default (None)."""

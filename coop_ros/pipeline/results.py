@@ -15,10 +15,12 @@ import numpy as np
 from coop_ros.errors import InputError
 
 __all__ = ["Detection", "PoseConfig", "Hypothesis", "PoseResult", "STATUS_OK", "STATUS_FAILED",
-           "Reason"]
+           "STATUS_SKIPPED", "Reason"]
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+#: not estimated on purpose (time budget spent, cancelled, over max_detections): no pose, no error
+STATUS_SKIPPED = "skipped"
 
 
 class Reason:
@@ -35,6 +37,13 @@ class Reason:
     REFINEMENT_FAILED = "refinement_failed"
     LOW_SCORE = "low_score"
     NUMERICAL_ERROR = "numerical_error"
+    # status "skipped" (work not done on purpose, see PoseEstimator.estimate)
+    BUDGET_EXHAUSTED = "budget_exhausted"   # the frame's time budget was spent before it
+    CANCELLED = "cancelled"                 # should_stop() said stop (node shutting down)
+    MAX_DETECTIONS = "max_detections"       # ranked below the node's max_detections
+    STALE_INPUT = "stale_input"             # the frame was older than discard_older_than_ms
+    # an ok hypothesis that the time budget left unrefined (Hypothesis.reason; T = T_coarse)
+    NOT_REFINED = "not_refined"
 
 
 @dataclass
@@ -197,7 +206,8 @@ class Hypothesis:
     :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
     (refinement never lowers it: score >= score_coarse).
     covariance: (6, 6) or None. status / reason: "ok" or "failed" + why; a refinement that raised
-    keeps T = T_coarse, status "ok" and says so in ``reason``.
+    keeps T = T_coarse, status "ok" and says so in ``reason``; an ok hypothesis the time budget
+    left unrefined has reason "not_refined: ..." and T = T_coarse.
     """
 
     T_coarse: np.ndarray
@@ -217,9 +227,12 @@ class Hypothesis:
 class PoseResult:
     """Result for one detection.
 
-    obj_id: the detection's object id. status: "ok" or "failed"; reason: empty when ok, else a
-    message starting with a :class:`Reason` word (never a silent identity pose: a failed result has
+    obj_id: the detection's object id. status: "ok", "failed" or "skipped" (not attempted: time
+    budget spent, cancelled); reason: empty when ok, else a message starting with a
+    :class:`Reason` word (never a silent identity pose: a failed / skipped result has
     ``T_cam_obj`` None).
+    best_so_far: True when the time budget stopped refinement before every hypothesis was
+    refined: the pose is the best of the hypotheses scored so far (see ``Hypothesis.reason``).
     T_cam_obj: (4, 4) float64 best pose [m] or None. covariance: (6, 6) float64 ROS order, camera
     frame [m^2, rad^2] or None. score: selection score of the best hypothesis.
     hypotheses: every refined hypothesis (best first). best_index: index of the chosen one in
@@ -242,6 +255,7 @@ class PoseResult:
     timings: dict = field(default_factory=dict)
     mode: str = "rgb"
     box_xywh: np.ndarray | None = None
+    best_so_far: bool = False
 
     @property
     def ok(self) -> bool:
@@ -250,6 +264,10 @@ class PoseResult:
     @classmethod
     def failed(cls, obj_id, reason: str, **kw) -> "PoseResult":
         return cls(obj_id=obj_id, status=STATUS_FAILED, reason=reason, **kw)
+
+    @classmethod
+    def skipped(cls, obj_id, reason: str, **kw) -> "PoseResult":
+        return cls(obj_id=obj_id, status=STATUS_SKIPPED, reason=reason, **kw)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (lists instead of arrays)."""

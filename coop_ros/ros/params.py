@@ -32,7 +32,7 @@ import numpy as np
 
 from coop_ros.errors import InputError
 
-__all__ = ["ConfigError", "ObjectSpec", "NodeConfig", "PARAMETERS", "RUNTIME_PARAMETERS",
+__all__ = ["ConfigError", "ObjectSpec", "NodeConfig", "PARAMETERS", "RUNTIME_PARAMETERS", "INPUTS",
            "parse_symmetry", "read_objects_file"]
 
 
@@ -57,13 +57,27 @@ PARAMETERS: dict[str, tuple] = {
     "refine_iterations": (4, "RGB render-and-compare iterations per hypothesis [0, 50]"),
     "rgbd_refine_iterations": (2, "RGB-D refinement iterations per hypothesis [0, 50]"),
     "min_score": (0.0, "results with a lower selection score are reported as failed [0, 1]"),
+    "max_detections": (20, "detections estimated per frame, highest detector scores first; the "
+                           "rest are reported as skipped (0 = no limit)"),
+    "time_budget": (10.0, "per-frame time budget [s]: refinement stops when it is spent and the "
+                          "best pose so far is published (marked best_so_far), detections not "
+                          "started are reported as skipped (0 = no limit)"),
+    "discard_older_than_ms": (0, "frames whose image stamp is older than this [ms] when the "
+                                 "worker takes them are answered with every detection skipped "
+                                 "(stale_input) (0 = off)"),
     "sync_slop": (0.05, "approximate-time synchronisation tolerance [s]"),
     "sync_queue_size": (10, "messages kept per input stream while synchronising"),
     "frame_prefix": ("coop/", "TF child frames are <frame_prefix><object>_<k>"),
     "camera_frame": ("", "parent frame of the TFs ('' = the image header's frame_id)"),
     "image_transport": ("raw", "raw (sensor_msgs/Image on 'image') | compressed "
                                "(sensor_msgs/CompressedImage on 'image/compressed')"),
-    "input_reliability": ("reliable", "QoS reliability of the inputs: reliable | best_effort"),
+    "qos.image.reliability": ("best_effort", "QoS reliability of the image subscription: "
+                                             "best_effort (sensor data, REP-2003) | reliable"),
+    "qos.depth.reliability": ("best_effort", "QoS reliability of the depth subscription"),
+    "qos.camera_info.reliability": ("best_effort", "QoS reliability of the camera_info "
+                                                   "subscription"),
+    "qos.detections.reliability": ("reliable", "QoS reliability of the detections "
+                                               "subscription"),
     "depth_timeout": (2.0, "rgbd: seconds of images without depth before a diagnostic error"),
     "diagnostics_period": (1.0, "period of /diagnostics [s]"),
     "publish.tf": (True, "TF per instance on /tf"),
@@ -76,6 +90,8 @@ PARAMETERS: dict[str, tuple] = {
     "objects.names": ([], "object names; each has objects.<name>.class_id / mesh / units / "
                           "symmetry"),
 }
+#: the node's input topics (relative names)
+INPUTS = ("image", "depth", "camera_info", "detections")
 #: per-object parameter suffix -> (default, description)
 OBJECT_PARAMETERS: dict[str, tuple] = {
     "class_id": ("", "Detection2D class_id of this object (default: the name)"),
@@ -86,7 +102,7 @@ OBJECT_PARAMETERS: dict[str, tuple] = {
 #: parameters that may change while the node runs (the others need a restart)
 RUNTIME_PARAMETERS = frozenset({
     "mode", "num_hypotheses", "refine_iterations", "rgbd_refine_iterations", "min_score",
-    "sync_slop", "frame_prefix", "camera_frame", "depth_timeout", "marker_type",
+    "max_detections", "time_budget", "discard_older_than_ms", "sync_slop", "frame_prefix", "camera_frame", "depth_timeout", "marker_type",
     "publish.tf", "publish.object_poses", "publish.estimates", "publish.markers",
     "publish.overlay"})
 
@@ -236,12 +252,17 @@ class NodeConfig:
     refine_iterations: int = 4
     rgbd_refine_iterations: int = 2
     min_score: float = 0.0
+    max_detections: int = 20
+    time_budget: float = 10.0
+    discard_older_than_ms: int = 0
     sync_slop: float = 0.05
     sync_queue_size: int = 10
     frame_prefix: str = "coop/"
     camera_frame: str = ""
     image_transport: str = "raw"
-    input_reliability: str = "reliable"
+    qos: dict = field(default_factory=lambda: {"image": "best_effort", "depth": "best_effort",
+                                               "camera_info": "best_effort",
+                                               "detections": "reliable"})
     depth_timeout: float = 2.0
     diagnostics_period: float = 1.0
     publish: dict = field(default_factory=lambda: {"tf": True, "object_poses": True,
@@ -328,11 +349,15 @@ class NodeConfig:
             refine_iterations=integer("refine_iterations", 0, 50),
             rgbd_refine_iterations=integer("rgbd_refine_iterations", 0, 50),
             min_score=number("min_score", 0.0, 1.0),
+            max_detections=integer("max_detections", 0, 100000),
+            time_budget=number("time_budget", 0.0, 3600.0),
+            discard_older_than_ms=integer("discard_older_than_ms", 0, 86_400_000),
             sync_slop=number("sync_slop", 0.0, 10.0),
             sync_queue_size=integer("sync_queue_size", 1, 1000),
             frame_prefix=prefix, camera_frame=cam,
             image_transport=choice("image_transport", ("raw", "compressed")),
-            input_reliability=choice("input_reliability", ("reliable", "best_effort")),
+            qos={k: choice(f"qos.{k}.reliability", ("best_effort", "reliable"))
+                 for k in INPUTS},
             depth_timeout=number("depth_timeout", 0.0, 3600.0, lo_open=True),
             diagnostics_period=number("diagnostics_period", 0.0, 3600.0, lo_open=True),
             publish={k: boolean(f"publish.{k}") for k in
@@ -402,6 +427,8 @@ class NodeConfig:
             v = getattr(self, f.name)
             if f.name in ("checkpoints", "publish"):
                 out.update({f"{f.name}.{k}": x for k, x in v.items()})
+            elif f.name == "qos":
+                out.update({f"qos.{k}.reliability": x for k, x in v.items()})
             elif f.name == "objects":
                 continue
             elif f.name == "template_cache_dir":

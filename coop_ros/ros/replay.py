@@ -1,7 +1,7 @@
 """Replay a BOP-format scene to ``coop_node`` and compare its answers with the ground truth.
 
     python -m coop_ros.ros.replay --bop DIR [--frames N] [--rate HZ | --lockstep]
-        [--timeout S] [--overlay out/demo_overlay.png] [--mode rgbd]
+        [--timeout S] [--overlay-dir out/demo_overlay] [--mode rgbd]
 
 Publishes, per frame: ``camera_info``, ``depth`` (16UC1 mm), ``image`` (rgb8) and
 ``detections`` (vision_msgs/Detection2DArray from the GT ``bbox_visib`` boxes, class_id = the BOP
@@ -108,13 +108,14 @@ def gt_boxes(frame) -> list:
 
 def frame_messages(frame, stamp_ns: int, frame_id: str = "camera_color_optical_frame",
                    depth_encoding: str = "16UC1") -> dict:
-    """The four input messages of a BopFrame with one stamp."""
-    h = Header(stamp=_time(stamp_ns), frame_id=frame_id)
-    msgs = {"camera_info": make_camera_info(frame.K, frame.width, frame.height, h),
-            "image": make_image(frame.rgb, h),
-            "detections": make_detections(gt_boxes(frame), h)}
+    """The four input messages of a BopFrame with one stamp (each with its own Header)."""
+    def h():
+        return Header(stamp=_time(stamp_ns), frame_id=frame_id)
+    msgs = {"camera_info": make_camera_info(frame.K, frame.width, frame.height, h()),
+            "image": make_image(frame.rgb, h()),
+            "detections": make_detections(gt_boxes(frame), h())}
     if frame.depth is not None:
-        msgs["depth"] = make_depth(frame.depth, h, depth_encoding)
+        msgs["depth"] = make_depth(frame.depth, h(), depth_encoding)
     return msgs
 
 
@@ -123,20 +124,30 @@ class Replayer(Node):
 
     Attributes (filled from the executor thread, read under ``lock``): ``poses`` {stamp:
     Detection3DArray}, ``estimates`` {stamp: ObjectPoseEstimateArray}, ``tf`` {stamp:
-    [TransformStamped]}, ``overlay`` last Image, ``received_at`` {stamp: monotonic time}.
+    [TransformStamped]}, ``overlays`` {stamp: Image}, ``overlay`` last Image, ``received_at``
+    {stamp: monotonic time}.
+
+    ``reliability`` ("reliable" | "best_effort") is the QoS of the camera publishers (image,
+    depth, camera_info; a driver publishing with the sensor-data profile is "best_effort");
+    detections are always published reliable, as a detector does.
     """
 
-    def __init__(self, name: str = "coop_replay", overlay: bool = False, **kw):
+    def __init__(self, name: str = "coop_replay", overlay: bool = False,
+                 reliability: str = "reliable", **kw):
         super().__init__(name, **kw)
         q = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                        reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {"image": self.create_publisher(Image, "image", q),
-                     "depth": self.create_publisher(Image, "depth", q),
-                     "camera_info": self.create_publisher(CameraInfo, "camera_info", q),
+        qin = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        self.pubs = {"image": self.create_publisher(Image, "image", qin),
+                     "depth": self.create_publisher(Image, "depth", qin),
+                     "camera_info": self.create_publisher(CameraInfo, "camera_info", qin),
                      "detections": self.create_publisher(Detection2DArray, "detections", q)}
         self.lock = threading.Lock()
         self.poses, self.estimates, self.tf, self.received_at, self.sent_at = {}, {}, {}, {}, {}
         self.overlay = None
+        self.overlays = {}
         self.create_subscription(Detection3DArray, "coop/poses", self._on_poses, q)
         self.create_subscription(ObjectPoseEstimateArray, "coop/estimates", self._on_est, q)
         self.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(
@@ -166,13 +177,14 @@ class Replayer(Node):
     def _on_overlay(self, m):
         with self.lock:
             self.overlay = m
+            self.overlays[self._key(m.header)] = m
 
-    def wait_for_node(self, timeout: float = 120.0, need_output: bool = True) -> bool:
-        """Wait until the node subscribes to our inputs (and publishes coop/poses)."""
+    def wait_for_node(self, timeout: float = 120.0, need_output: bool = True,
+                      inputs=("image", "detections")) -> bool:
+        """Wait until the node subscribes to our ``inputs`` (and publishes coop/poses)."""
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
-            ok = all(p.get_subscription_count() > 0 for k, p in self.pubs.items()
-                     if k in ("image", "detections"))
+            ok = all(self.pubs[k].get_subscription_count() > 0 for k in inputs)
             if ok and (not need_output or self.count_publishers("coop/poses") > 0):
                 time.sleep(0.5)   # let the remaining endpoints match too
                 return True
@@ -243,9 +255,18 @@ class Spinner:
 
 # ----------------------------------------------------------------------------- evaluation
 
+def sym_rotation_error_deg(T_est: np.ndarray, T_gt: np.ndarray, syms: np.ndarray) -> float:
+    """Smallest rotation error [deg] between T_est and T_gt @ S over the object's symmetry
+    transforms S ((n, 4, 4), identity first): 0 for a can turned about its axis."""
+    from coop_ros.geometry.se3 import rotation_angle_deg
+    R = np.asarray(T_est)[:3, :3]
+    return float(min(rotation_angle_deg(R, (np.asarray(T_gt) @ S)[:3, :3]) for S in syms))
+
+
 def evaluate(ds, frames, rep: Replayer, names: dict) -> tuple[list, int]:
-    """Rows {frame, object, instance, status, rot_deg, trans_mm, mssd_rel, score, latency_s}
-    comparing the node's estimates with the GT; and the number of frames without an answer."""
+    """Rows {frame, object, instance, status, rot_deg (symmetry-aware), rot_raw_deg, trans_mm,
+    mssd_rel, score, latency_s} comparing the node's estimates with the GT; and the number of
+    frames without an answer."""
     from coop_ros.bop.metrics import mssd
     from coop_ros.geometry.se3 import pose_errors, quat_xyzw_to_matrix
     rows, missing = [], 0
@@ -263,7 +284,8 @@ def evaluate(ds, frames, rep: Replayer, names: dict) -> tuple[list, int]:
                    "object": names.get(g.obj_id, str(g.obj_id)),
                    "instance": e.instance_id if e else "", "latency_s": lat}
             if e is None or e.status != 0:
-                row.update(status="failed: " + (e.reason if e else "no estimate"))
+                word = "skipped: " if e is not None and e.status == 2 else "failed: "
+                row.update(status=word + (e.reason if e else "no estimate"))
                 rows.append(row)
                 continue
             p = e.pose.pose
@@ -278,7 +300,9 @@ def evaluate(ds, frames, rep: Replayer, names: dict) -> tuple[list, int]:
                                    obj.diameter)
             pts, syms, diam = cache[g.obj_id]
             err = mssd(T[:3, :3], T[:3, 3], g.T_cam_obj[:3, :3], g.T_cam_obj[:3, 3], pts, syms)
-            row.update(status="ok", rot_deg=rot, trans_mm=tr * 1000.0, mssd_rel=err / diam,
+            row.update(status="ok", rot_deg=sym_rotation_error_deg(T, g.T_cam_obj, syms),
+                       rot_raw_deg=rot, sym=len(syms) > 1, trans_mm=tr * 1000.0,
+                       mssd_rel=err / diam,
                        score=e.score, cov_diag=list(e.pose.covariance[::7]),
                        node_total_s=e.timings.total)
             rows.append(row)
@@ -286,18 +310,26 @@ def evaluate(ds, frames, rep: Replayer, names: dict) -> tuple[list, int]:
 
 
 def print_table(rows, file=sys.stdout) -> None:
-    print(f"{'frame':>6} {'object':<14} {'instance':<16} {'rot err':>8} {'trans err':>10} "
-          f"{'MSSD/diam':>9} {'score':>6} {'latency':>8}  status", file=file)
-    print(f"{'':>6} {'':<14} {'':<16} {'[deg]':>8} {'[mm]':>10} {'':>9} {'':>6} {'[s]':>8}",
-          file=file)
+    """The demo table; "rot err" is symmetry-aware (see :func:`sym_rotation_error_deg`), "raw"
+    the plain angle, shown for symmetric objects."""
+    print(f"{'frame':>6} {'object':<14} {'instance':<16} {'rot err':>8} {'(raw)':>8} "
+          f"{'trans err':>10} {'MSSD/diam':>9} {'score':>6} {'latency':>8}  status", file=file)
+    print(f"{'':>6} {'':<14} {'':<16} {'[deg]':>8} {'[deg]':>8} {'[mm]':>10} {'':>9} {'':>6} "
+          f"{'[s]':>8}", file=file)
     for r in rows:
         if r["status"] == "ok":
+            raw = f"{r['rot_raw_deg']:8.2f}" if r.get("sym") else f"{'':>8}"
             print(f"{r['frame']:>6} {r['object']:<14} {r['instance']:<16} {r['rot_deg']:8.2f} "
-                  f"{r['trans_mm']:10.1f} {r['mssd_rel']:9.3f} {r['score']:6.3f} "
+                  f"{raw} {r['trans_mm']:10.1f} {r['mssd_rel']:9.3f} {r['score']:6.3f} "
                   f"{r['latency_s']:8.2f}  ok", file=file)
         else:
-            print(f"{r['frame']:>6} {r['object']:<14} {r['instance']:<16} {'-':>8} {'-':>10} "
-                  f"{'-':>9} {'-':>6} {r['latency_s']:8.2f}  {r['status'][:70]}", file=file)
+            print(f"{r['frame']:>6} {r['object']:<14} {r['instance']:<16} {'-':>8} {'':>8} "
+                  f"{'-':>10} {'-':>9} {'-':>6} {r['latency_s']:8.2f}  {r['status'][:70]}",
+                  file=file)
+    if any(r.get("sym") for r in rows):
+        print("rot err: the smallest angle over the object's symmetries (a symmetric object's "
+              "turn about its symmetry axis is not observable, e.g. the can's spin); (raw): "
+              "without them", file=file)
     ok = [r for r in rows if r["status"] == "ok"]
     if ok:
         print(f"summary: {len(ok)}/{len(rows)} instances estimated; median rotation error "
@@ -321,7 +353,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stamp-start-ns", type=int, default=0,
                     help="stamp of frame i = this + i x 100 ms (default: the wall clock)")
     ap.add_argument("--depth-encoding", default="16UC1", choices=("16UC1", "32FC1"))
-    ap.add_argument("--overlay", default=None, help="write the last overlay image here (PNG)")
+    ap.add_argument("--overlay-dir", default=None,
+                    help="write the node's overlay of every frame here (<scene>_<image>.png)")
     ap.add_argument("--names", default="", help="obj_id=name,... for the table")
     args, ros_args = ap.parse_known_args(argv)
 
@@ -337,7 +370,7 @@ def main(argv=None) -> int:
     frames_data = [ds.frame(s, i) for s, i in ids]
 
     sp = Spinner(args=["replay"] + ros_args)
-    rep = sp.add(Replayer(overlay=bool(args.overlay), context=sp.context))
+    rep = sp.add(Replayer(overlay=bool(args.overlay_dir), context=sp.context))
     sp.start()
     try:
         print(f"[replay] waiting for coop_node (up to {args.startup_timeout:.0f} s) ...",
@@ -365,28 +398,36 @@ def main(argv=None) -> int:
                           + (f" ({len(r[0].detections)} poses)" if r else ""), flush=True)
         if period:
             rep.wait_result(sent[-1][0], args.timeout)
-        if args.overlay:   # the overlay of the last frame may still be on its way
+        if args.overlay_dir:   # the overlays may still be on their way
             t_end = time.monotonic() + 10.0
             while time.monotonic() < t_end:
                 with rep.lock:
-                    ov = rep.overlay
-                if ov is not None and Replayer._key(ov.header) == sent[-1][0]:
+                    have = set(rep.overlays)
+                if all(st in have for st, _ in sent if st in rep.poses):
                     break
                 time.sleep(0.05)
         rows, missing = evaluate(ds, sent, rep, names)
         print()
         print_table(rows)
-        if args.overlay:
-            with rep.lock:
-                ov = rep.overlay
-            if ov is None:
-                print("[replay] no overlay image received", file=sys.stderr)
-            else:
-                import cv2
-                from coop_ros.ros.conversions import image_to_rgb
-                Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(args.overlay), cv2.cvtColor(image_to_rgb(ov), cv2.COLOR_RGB2BGR))
-                print(f"overlay: {args.overlay}")
+        if args.overlay_dir:
+            import cv2
+
+            from coop_ros.ros.conversions import image_to_rgb
+            out_dir = Path(args.overlay_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for k, (st, frame) in enumerate(sent):
+                with rep.lock:
+                    ov = rep.overlays.get(st)
+                if ov is None:
+                    print(f"[replay] no overlay for frame {frame.scene_id}/{frame.im_id}",
+                          file=sys.stderr)
+                    continue
+                suffix = f"_{k // len(frames_data)}" if args.repeat > 1 else ""
+                path = out_dir / f"{frame.scene_id:06d}_{frame.im_id:06d}{suffix}.png"
+                cv2.imwrite(str(path), cv2.cvtColor(image_to_rgb(ov), cv2.COLOR_RGB2BGR))
+                written += 1
+            print(f"overlays: {written} images in {out_dir}")
         print(f"frames: {len(sent)} sent, {len(sent) - missing} answered, {missing} without "
               "an answer")
         return 0 if missing == 0 else 1

@@ -1,0 +1,332 @@
+"""One matched frame -> the node's output messages; shared by ``coop_node`` and ``coop-ros bag``.
+
+No rclpy import (message classes only), so the same code answers a live frame in the node and a
+recorded one in the bag tool, and both publish / write the same messages.
+
+    proc = FrameProcessor(estimator, models, objects)
+    out = proc.process({"image": img, "detections": dets, "depth": depth}, camera_info, cfg,
+                       deadline=time.monotonic() + cfg.time_budget, should_stop=stop.is_set,
+                       now_ns=clock_now_ns)
+    out.poses, out.estimates, out.tf, out.object_poses, out.marker_items, out.notes
+
+Per frame, in order: stale check (``discard_older_than_ms``); detections -> objects (unknown
+class_ids fail alone); ``max_detections`` (highest detector scores first, the rest skipped);
+image / depth / camera_info conversion and plausibility checks (a frame-level problem fails every
+detection with ``bad_input: ...``); a per-detection scale check (rgbd); estimation under the time
+budget; messages. Problems with the inputs that do not stop the frame (frame_id mismatch, empty
+frame_id, stamp 0, suspicious depth) are returned in ``notes`` for /diagnostics and the log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coop_ros.errors import InputError
+from coop_ros.ros import conversions as conv
+
+__all__ = ["FrameProcessor", "FrameOutput", "Note"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """An input problem seen in a frame: ``key`` groups repeats (e.g. "frame_id"), ``level``
+    "warning" | "error", ``text`` names the topics / values involved."""
+
+    key: str
+    level: str
+    text: str
+
+
+@dataclass
+class FrameOutput:
+    """Messages of one processed frame (see the module docstring). ``tf`` is None when there is
+    no transform or no parent frame; ``object_poses`` [(object name, PoseWithCovarianceStamped)];
+    ``marker_items`` / ``overlay_items`` / ``overlay_fail`` feed markers.py; ``rgb`` / ``K`` are
+    None when the frame could not be converted; ``failures`` / ``skipped`` are
+    "<instance>: <reason>" lines."""
+
+    header: object
+    poses: object
+    estimates: object
+    tf: object = None
+    object_poses: list = field(default_factory=list)
+    marker_items: list = field(default_factory=list)
+    overlay_items: list = field(default_factory=list)
+    overlay_fail: list = field(default_factory=list)
+    rgb: np.ndarray | None = None
+    K: np.ndarray | None = None
+    failures: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    results: list = field(default_factory=list)
+
+
+def _timings(t: dict):
+    from coop_ros.msg import StageTimings
+    return StageTimings(templates=float(t.get("templates", 0.0)),
+                        coarse=float(t.get("coarse", 0.0)),
+                        refine=float(t.get("refine", 0.0)),
+                        select=float(t.get("selection", 0.0)),
+                        total=float(t.get("total", 0.0)))
+
+
+def _fmt_stamp(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+class FrameProcessor:
+    """Turns matched frames into output messages with one :class:`PoseEstimator`.
+
+    Args:
+        estimator: a PoseEstimator with every object registered under its name.
+        models: {name: ObjectModel} (bbox sizes, diameters, markers).
+        objects: the configured :class:`coop_ros.ros.params.ObjectSpec` list.
+    """
+
+    def __init__(self, estimator, models: dict, objects: list,
+                 camera_info_topic: str = "camera_info"):
+        self.estimator = estimator
+        self.models = models
+        self.by_class = {o.class_id: o for o in objects}
+        self.camera_info_topic = camera_info_topic
+
+    # ------------------------------------------------------------------ inputs
+    def frame_arrays(self, frame: dict, camera_info, cfg, notes: list):
+        """(rgb, K, depth or None) of a matched frame; raises InputError naming the problem.
+        Warnings that do not stop the frame are appended to ``notes``."""
+        from sensor_msgs.msg import CompressedImage
+
+        from coop_ros.pipeline.sanity import depth_unit_problem, intrinsics_problem
+        img = frame["image"]
+        rgb = conv.compressed_to_rgb(img) if isinstance(img, CompressedImage) else \
+            conv.image_to_rgb(img)
+        H, W = rgb.shape[:2]
+        if camera_info is None:
+            raise InputError(f"no camera_info received on '{self.camera_info_topic}' yet")
+        K, (cw, ch) = conv.camera_info_to_K(camera_info)
+        if cw and ch and (cw, ch) != (W, H):
+            raise InputError(f"camera_info is for {cw}x{ch} images, the image is {W}x{H}")
+        p = intrinsics_problem(K, W, H)
+        if p:
+            raise InputError(p[1])
+        depth = None
+        if cfg.mode == "rgbd":
+            dm = frame.get("depth")
+            if dm is None:
+                raise InputError("mode 'rgbd' but no depth image matched this frame")
+            depth = conv.depth_to_m(dm)
+            if depth.shape != (H, W):
+                raise InputError(f"depth image is {depth.shape[1]}x{depth.shape[0]}, the image "
+                                 f"is {W}x{H} (register the depth to the colour camera)")
+            if not np.any(depth > 0):
+                raise InputError("depth image has no valid measurement (all NaN / 0)")
+            p = depth_unit_problem(depth, dm.encoding)
+            if p and p[0] == "error":
+                raise InputError(p[1])
+            if p:
+                notes.append(Note("depth_units", "warning", p[1]))
+        return rgb, K, depth
+
+    @staticmethod
+    def header_notes(frame: dict, camera_info, cfg) -> list:
+        """Notes on the frame_ids and the stamp of a frame's messages."""
+        notes = []
+        img = frame["image"]
+        fids = {"image": img.header.frame_id}
+        if cfg.mode == "rgbd" and frame.get("depth") is not None:
+            fids["depth"] = frame["depth"].header.frame_id
+        if camera_info is not None:
+            fids["camera_info"] = camera_info.header.frame_id
+        if not fids["image"]:
+            where = (f"TF parent is camera_frame '{cfg.camera_frame}'" if cfg.camera_frame else
+                     "no TF is published (set camera_frame or fix the camera driver)")
+            notes.append(Note("frame_id", "warning",
+                              f"image has an empty frame_id: poses carry no frame; {where}"))
+        named = {k: v for k, v in fids.items() if v}
+        if len(set(named.values())) > 1:
+            notes.append(Note("frame_id", "warning", "frame_id mismatch: " + ", ".join(
+                f"{k} '{v}'" for k, v in fids.items()) + " (depth must be registered to the "
+                "colour camera and camera_info must describe it; poses use the image's)"))
+        if conv.stamp_ns(img.header) == 0:
+            notes.append(Note("stamp_zero", "warning",
+                              "image stamp is 0 (the driver does not stamp its images): latency "
+                              "and message age are not measured for such frames"))
+        return notes
+
+    # ------------------------------------------------------------------ processing
+    def process(self, frame: dict, camera_info, cfg, *, deadline: float | None = None,
+                should_stop=None, now_ns: int | None = None, notes=None) -> FrameOutput:
+        """Estimate and build the messages of one matched frame {image, detections[, depth]}.
+
+        Args:
+            camera_info: the sensor_msgs/CameraInfo to use (or None: every detection fails).
+            cfg: the node's :class:`coop_ros.ros.params.NodeConfig`.
+            deadline: ``time.monotonic()`` value of the frame's time budget (None: none).
+            should_stop: cancel flag (callable), checked between detections / stages.
+            now_ns: the current time [ns] of the clock the stamps use, for the message-age
+                limit (None: not checked).
+            notes: extra :class:`Note` records of the caller (camera_info choice) to include.
+        """
+        from coop_ros.msg import ObjectPoseEstimate, ObjectPoseEstimateArray, PoseHypothesis
+        from coop_ros.pipeline.results import Detection, PoseResult, Reason
+        from vision_msgs.msg import Detection3DArray
+
+        img_msg = frame["image"]
+        header = img_msg.header
+        dets = conv.detections_from_msg(frame["detections"])
+        notes = list(notes or []) + self.header_notes(frame, camera_info, cfg)
+        stamp = conv.stamp_ns(header)
+
+        # detections -> objects; instance numbers in detection order
+        entries = []   # (det dict, ObjectSpec or None, instance_id)
+        counts: dict = {}
+        for d in dets:
+            spec = self.by_class.get(d["class_id"])
+            if spec is None:
+                entries.append((d, None, ""))
+                continue
+            k = counts.get(spec.name, 0)
+            counts[spec.name] = k + 1
+            entries.append((d, spec, f"{spec.name}_{k}"))
+        results: list = [None] * len(entries)
+        known = [i for i, (_, s, _) in enumerate(entries) if s is not None]
+
+        def skip_all(idx, reason):
+            for i in idx:
+                results[i] = PoseResult.skipped(entries[i][1].name, reason)
+
+        rgb = K = None
+        age_ms = None if (now_ns is None or stamp == 0) else (now_ns - stamp) * 1e-6
+        if cfg.discard_older_than_ms > 0 and age_ms is not None and \
+                age_ms > cfg.discard_older_than_ms:
+            skip_all(known, f"{Reason.STALE_INPUT}: image stamp {_fmt_stamp(stamp)} is "
+                            f"{age_ms / 1000:.3f} s old > discard_older_than_ms "
+                            f"{cfg.discard_older_than_ms}")
+            todo = []
+        else:
+            # highest detector scores first (also the order of estimation under the time
+            # budget); beyond max_detections skipped
+            order = sorted(known, key=lambda i: (-entries[i][0]["score"], i))
+            todo = order
+            if cfg.max_detections and len(order) > cfg.max_detections:
+                todo = order[:cfg.max_detections]
+                for rank, i in enumerate(order[cfg.max_detections:], cfg.max_detections + 1):
+                    results[i] = PoseResult.skipped(
+                        entries[i][1].name, f"{Reason.MAX_DETECTIONS}: ranked {rank} of "
+                        f"{len(order)} by detector score {entries[i][0]['score']:.3g} "
+                        f"(max_detections {cfg.max_detections})")
+        if todo:
+            try:
+                rgb, K, depth = self.frame_arrays(frame, camera_info, cfg, notes)
+            except InputError as e:
+                for i in todo:
+                    results[i] = PoseResult.failed(entries[i][1].name, f"{Reason.BAD_INPUT}: {e}")
+                todo = []
+            if todo and depth is not None:
+                from coop_ros.pipeline.sanity import box_scale_problem
+                for i in list(todo):
+                    d, spec, _ = entries[i]
+                    p = box_scale_problem(d["box_xywh"], depth, K, self.models[spec.name].diameter)
+                    if p:
+                        results[i] = PoseResult.failed(spec.name, f"{Reason.BAD_INPUT}: {p[1]}")
+                        todo.remove(i)
+            if todo:
+                res = self.estimator.estimate(
+                    rgb, K, [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
+                                       score=entries[i][0]["score"]) for i in todo],
+                    depth=depth, mode=cfg.mode, num_hypotheses=cfg.num_hypotheses,
+                    should_stop=should_stop, deadline=deadline)
+                for i, r in zip(todo, res):
+                    results[i] = r
+
+        # ---- messages
+        est_arr = ObjectPoseEstimateArray(header=header)
+        det3d = Detection3DArray(header=header)
+        out = FrameOutput(header=header, poses=det3d, estimates=est_arr, rgb=rgb, K=K,
+                          notes=notes, results=results)
+        parent = cfg.camera_frame or header.frame_id
+        tfs = []
+        for (d, spec, iid), r in zip(entries, results):
+            e = ObjectPoseEstimate(class_id=d["class_id"], instance_id=iid)
+            e.object_name = spec.name if spec else ""
+            if spec is None:
+                r = PoseResult.failed("", f"{Reason.UNKNOWN_OBJECT}: class_id {d['class_id']!r} "
+                                          f"is not configured (known: {sorted(self.by_class)})")
+            if not r.ok:
+                skipped = r.status == "skipped"
+                e.status = ObjectPoseEstimate.STATUS_SKIPPED if skipped else \
+                    ObjectPoseEstimate.STATUS_FAILED
+                e.reason = r.reason
+                e.score = float(r.score) if np.isfinite(r.score) else 0.0
+                (out.skipped if skipped else out.failures).append(
+                    f"{iid or d['class_id']}: {r.reason}")
+                out.overlay_fail.append({"box": d["box_xywh"], "label": r.reason.split(":")[0]})
+                if r.timings:
+                    e.timings = _timings(r.timings)
+                est_arr.estimates.append(e)
+                continue
+            e.status, e.score = ObjectPoseEstimate.STATUS_OK, float(r.score)
+            e.best_so_far = bool(r.best_so_far)
+            e.pose = conv.pose_with_covariance(r.T_cam_obj, r.covariance)
+            e.timings = _timings(r.timings)
+            for h in r.hypotheses:
+                if h.status == "ok":
+                    e.hypotheses.append(PoseHypothesis(
+                        pose=conv.pose_with_covariance(h.T, h.covariance),
+                        score=float(h.score) if np.isfinite(h.score) else 0.0))
+            est_arr.estimates.append(e)
+            det3d.detections.append(self.detection3d(header, spec, iid, r))
+            from coop_ros.ros.markers import instance_color
+            color = instance_color(len(out.marker_items))
+            out.marker_items.append({"instance_id": iid, "name": spec.name, "T": r.T_cam_obj,
+                                     "obj": self.models[spec.name], "mesh": spec.mesh,
+                                     "units": spec.units, "color": color})
+            out.overlay_items.append({"key": self.estimator.render_key(spec.name),
+                                      "T": r.T_cam_obj, "box": d["box_xywh"], "color": color,
+                                      "label": f"{iid} {r.score:.2f}"
+                                               + (" (best so far)" if r.best_so_far else "")})
+            from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+            ps = PoseWithCovarianceStamped(header=header)
+            ps.pose = e.pose
+            out.object_poses.append((spec.name, ps))
+            if parent:
+                t = TransformStamped()
+                t.header.stamp = header.stamp
+                t.header.frame_id = parent
+                t.child_frame_id = f"{cfg.frame_prefix}{iid}"
+                p = e.pose.pose
+                t.transform.translation.x = p.position.x
+                t.transform.translation.y = p.position.y
+                t.transform.translation.z = p.position.z
+                t.transform.rotation = p.orientation
+                tfs.append(t)
+        if tfs:
+            from tf2_msgs.msg import TFMessage
+            out.tf = TFMessage(transforms=tfs)
+        return out
+
+    def detection3d(self, header, spec, iid, r):
+        """vision_msgs/Detection3D of an ok result: results[0] = the pose with covariance and
+        score, further results = the other ok hypotheses; bbox = the mesh's axis-aligned extents
+        at the pose."""
+        from vision_msgs.msg import Detection3D, ObjectHypothesis, ObjectHypothesisWithPose
+        out = Detection3D(header=header, id=iid)
+        out.results.append(ObjectHypothesisWithPose(
+            hypothesis=ObjectHypothesis(class_id=spec.class_id, score=float(r.score)),
+            pose=conv.pose_with_covariance(r.T_cam_obj, r.covariance)))
+        for h in r.hypotheses[1:]:
+            if h.status != "ok":
+                continue
+            out.results.append(ObjectHypothesisWithPose(
+                hypothesis=ObjectHypothesis(class_id=spec.class_id,
+                                            score=float(h.score) if np.isfinite(h.score) else 0.0),
+                pose=conv.pose_with_covariance(h.T, h.covariance)))
+        obj = self.models[spec.name]
+        lo, hi = obj.vertices.min(0), obj.vertices.max(0)
+        Tc = np.array(r.T_cam_obj, dtype=np.float64)
+        Tb = Tc.copy()
+        Tb[:3, 3] = Tc[:3, :3] @ ((lo + hi) / 2) + Tc[:3, 3]
+        out.bbox.center = conv.pose_msg(Tb)
+        out.bbox.size.x, out.bbox.size.y, out.bbox.size.z = (float(v) for v in hi - lo)
+        return out
