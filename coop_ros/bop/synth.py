@@ -796,7 +796,10 @@ class _RealisticScenes:
         return {"rgb": out["rgb"], "depth_png": depth_png,
                 "masks": [masks[g] for g in keep], "masks_visib": [visibs[g] for g in keep],
                 "infos": [infos[g] for g in keep], "targets": [targets[g] for g in keep],
-                "hole_reasons": out["hole_reasons"], "depth_clean": out["depth_clean"]}
+                "hole_reasons": out["hole_reasons"], "depth_clean": out["depth_clean"],
+                "labels": out["labels"], "normal": out["normal"],
+                "target_items": [[g for g, p in enumerate(out["placed"]) if p[2] > 0][k]
+                                 for k in keep]}
 
 
 # ==============================================================================================
