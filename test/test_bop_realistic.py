@@ -212,5 +212,5 @@ def test_cli_synth_preset_realistic(tmp_path, capsys):
                "--width", "160", "--height", "120", "--preset", "realistic", "--quiet"])
     assert rc == 0 and "wrote" in capsys.readouterr().out
     meta = _json(out / "dataset.json")
-    assert meta["config"]["preset"] == "realistic" and meta["config"]["distractors"] == [4, 10]
+    assert meta["config"]["preset"] == "realistic" and meta["config"]["distractors"] == [6, 14]
     assert (out / "test/000000/scene_realism.json").is_file()

@@ -14,7 +14,8 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
    objects touch and occlude each other. The camera looks at the cluster from 0.35-1.5 m (mean
    0.95 m, std 0.22 m: LM-O's object distances have 10 / 50 / 90 % quantiles 0.71 / 0.95 /
    1.19 m) at 10-80 deg elevation, any azimuth, roll std 5 deg. Distractors: the generator's pool
-   (random primitives, built-in objects, mesh pools such as pybullet_data's when installed) plus
+   (random primitives, built-in objects, mesh pools such as pybullet_data's when installed;
+   6-14 per scene, spread over 1.5 times the targets' radius) plus
    large boxes (15-35 cm, like LM-O's unannotated bench vise, lamp and monitor).
 2. **Light**: 2-3 point lights 0.8-2.5 m above the table, colour temperature 3000-6500 K, each
    casting shadows (shadow maps), Blinn-Phong highlights (per object specular 0.05-0.4,
@@ -250,7 +251,7 @@ def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
         targets, distractors: lists of ``(key, ObjectModel, (transforms, probabilities), obj_id)``
             (stable poses from :func:`stable_poses`), targets first in the cluster.
         cluster_radius: radius [m] within which objects are dropped before sliding outwards
-            (objects larger than 15 cm: 1.6-2.8 times that radius).
+            (distractors: 1.5 times it; objects larger than 15 cm: 1.6-2.8 times it).
     Returns:
         list of :class:`Placed`.
     """
@@ -261,7 +262,9 @@ def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
         R = _rot_z(rng.uniform(0, 2 * np.pi))
         T0 = make_pose(R, np.zeros(3)) @ Ts[k]
         # large objects (> 15 cm) stand around the cluster, as LM-O's vise, lamp and monitor
-        r0 = cluster_radius * np.sqrt(rng.uniform()) if obj.extents.max() <= 0.15 else \
+        # (small distractors spread over 1.5 times the radius, clutter around the targets)
+        reach = cluster_radius * (1.0 if obj_id > 0 else 1.5)
+        r0 = reach * np.sqrt(rng.uniform()) if obj.extents.max() <= 0.15 else \
             rng.uniform(1.6, 2.8) * cluster_radius
         phi = rng.uniform(0, 2 * np.pi)
         d = np.array([np.cos(phi), np.sin(phi)])
@@ -326,12 +329,12 @@ class TableScene:
 
 
 def _desaturated_background(h: int, w: int, rng) -> np.ndarray:
-    """A procedural clutter texture with office colours: saturation x 0.2-0.5 (desks, papers,
-    walls are mostly grey / beige), for the table and the wall."""
+    """A procedural clutter texture with office colours: saturation x 0.3-0.8 (desks, papers,
+    walls are mostly less saturated than the procedural palette), for the table and the wall."""
     from coop_ros.bop.procedural import random_background
 
     img = random_background(h, w, rng).astype(np.float32) / 255.0
-    return np.round(_hsv_adjust(img, 0.0, float(rng.uniform(0.2, 0.5)),
+    return np.round(_hsv_adjust(img, 0.0, float(rng.uniform(0.3, 0.8)),
                                 np.ones(h * w, np.float32)) * 255).astype(np.uint8)
 
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -74,7 +75,7 @@ __all__ = [
 #: scene presets of ``coop-ros synth --preset``
 PRESETS = ("default", "realistic")
 #: (min, max) distractors per image when not given, per preset
-DEFAULT_DISTRACTORS = {"default": (0, 2), "realistic": (4, 10)}
+DEFAULT_DISTRACTORS = {"default": (0, 2), "realistic": (6, 14)}
 
 #: occlusion level -> (probability that a target gets an occluder, minimum visib_fract of targets,
 #: (min, max) image distance between target and occluder centres as a fraction of the sum of their
@@ -235,6 +236,11 @@ class SynthSummary:
         n_instances: GT instances written (all scene_gt entries).
         n_targets: instances listed in test_targets_bop19.json (visib_fract >= threshold).
         visib_fract: (n_instances,) float64 visib_fract of every instance, in file order.
+        image_seconds: (n_images,) wall time of each image [s]: layout, rendering, sensor
+            models, ground truth and writing its files (not the per-dataset set-up: model
+            files, distractor pool, stable poses; nor the per-scene one in the realistic preset).
+        image_cpu_seconds: (n_images,) CPU time of the same work [s] (all threads of this
+            process, the renderer's included): independent of other processes' load.
     """
 
     out_dir: Path
@@ -243,6 +249,8 @@ class SynthSummary:
     n_instances: int
     n_targets: int
     visib_fract: np.ndarray = field(repr=False)
+    image_seconds: np.ndarray = field(default=None, repr=False)
+    image_cpu_seconds: np.ndarray = field(default=None, repr=False)
 
 
 def default_intrinsics(width: int, height: int) -> np.ndarray:
@@ -671,18 +679,18 @@ def _targets_gt(renderer, cfg: SynthConfig, K, targets, models: dict, depth_vis_
     W, H = cfg.width, cfg.height
     masks, visibs, infos = [], [], []
     for key, T, obj_id in targets:
-        alone = renderer.render(key, T, K, W, H)
-        mask = alone.mask[0]
+        alone = renderer.render_depth(key, T, K, W, H)
+        mask = alone > 0
         px_all, bbox = None, None
         if not _silhouette_inside(models[obj_id], T, K, W, H):
             K3 = K.copy()
             K3[0, 2] += W
             K3[1, 2] += H
-            big = renderer.render(key, T, K3, 3 * W, 3 * H).mask[0]
+            big = renderer.render_depth(key, T, K3, 3 * W, 3 * H) > 0
             px_all = int(big.sum())
             ys, xs = big.nonzero()
             bbox = calc_2d_bbox(xs - W, ys - H)
-        depth_gt_mm = alone.depth[0].astype(np.float64) * _MM
+        depth_gt_mm = alone.astype(np.float64) * _MM
         info, visib = gt_info_bop(depth_gt_mm, depth_vis_mm, K, cfg.visib_delta_mm, px_all, bbox)
         info["px_count_valid"] = int((depth_saved_mm[mask] > 0).sum())
         masks.append(mask)
@@ -745,6 +753,10 @@ class _RealisticScenes:
         self.scene_id = None
         self.scene = None
         self.records: dict = {}
+
+    def prepare(self, scene_id: int) -> None:
+        """Set up scene ``scene_id`` (appearance copies, layout, shadow maps) once."""
+        self._scene(scene_id)
 
     def _scene(self, scene_id: int) -> None:
         from coop_ros.bop.realistic import make_table_scene, scene_appearance
@@ -822,7 +834,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
         width, height: image size [px]; K: (3, 3) intrinsics [px] (default
             :func:`default_intrinsics`; realistic preset: the Kinect v1 K of LM-O, scaled).
         objects_per_image: (min, max) target instances per image.
-        distractors: (min, max) free distractors per image (None: (0, 2); realistic: (4, 10)).
+        distractors: (min, max) free distractors per image (None: (0, 2); realistic: (6, 14)).
         occlusion: "none" | "mild" (default: ~30 % of targets get an occluder, every target keeps
             visib_fract >= 0.5) | "heavy".
         depth_noise_m: std of the Gaussian depth noise [m].
@@ -877,6 +889,8 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     min_visib = OCCLUSION_LEVELS[cfg.occlusion][1]
     targets_rows: dict[tuple[int, int, int], int] = {}
     all_fract: list[float] = []
+    times: list[float] = []
+    cpu_times: list[float] = []
     n_images = 0
     bar = tqdm(total=cfg.n_scenes * cfg.images_per_scene, desc="synth", unit="img",
                disable=not progress)
@@ -897,6 +911,9 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
             for im_id in range(cfg.images_per_scene):
                 rng = np.random.default_rng([cfg.seed, 2, scene_id, im_id])
                 best, best_score = None, -1.0
+                if realistic is not None:
+                    realistic.prepare(scene_id)          # per-scene set-up, not timed
+                t_img, c_img = time.perf_counter(), time.process_time()
                 if realistic is not None:
                     best = realistic.image(rng, scene_id, im_id)
                 for _ in range(cfg.max_attempts if realistic is None else 0):
@@ -928,6 +945,8 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
                         k = (scene_id, im_id, it.obj_id)
                         targets_rows[k] = targets_rows.get(k, 0) + 1
                 n_images += 1
+                times.append(time.perf_counter() - t_img)
+                cpu_times.append(time.process_time() - c_img)
                 bar.update(1)
             if realistic is not None:
                 _write_json(sdir / "scene_realism.json", realistic.records.pop(scene_id, {}))
@@ -952,7 +971,9 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     return SynthSummary(out_dir=out_dir, obj_ids={k: models[k].name for k in models},
                         n_images=n_images, n_instances=len(all_fract),
                         n_targets=sum(r["inst_count"] for r in rows),
-                        visib_fract=np.asarray(all_fract, dtype=np.float64))
+                        visib_fract=np.asarray(all_fract, dtype=np.float64),
+                        image_seconds=np.asarray(times, dtype=np.float64),
+                        image_cpu_seconds=np.asarray(cpu_times, dtype=np.float64))
 
 
 # ==============================================================================================
@@ -979,7 +1000,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--objects-per-image", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"))
     p.add_argument("--distractors", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
-                   help="distractors per image (default: 0 2; realistic preset: 4 10)")
+                   help="distractors per image (default: 0 2; realistic preset: 6 14 per scene)")
     p.add_argument("--occlusion", default="mild", choices=sorted(OCCLUSION_LEVELS))
     p.add_argument("--depth-noise", type=float, default=0.001, help="depth noise std [m]")
     p.add_argument("--background", default="plane", choices=("plane", "image"))

@@ -95,25 +95,32 @@ class ShadowMap:
 
     def visibility(self, P: np.ndarray, normal: np.ndarray) -> np.ndarray:
         """Fraction of the light reaching the points ``P`` (..., 3) [m, the map's frame] with
-        unit normals ``normal`` (..., 3): 1 lit, 0 shadowed, 3 x 3 percentage-closer filtered;
-        points outside the map are lit. Returns float32 of shape P.shape[:-1]."""
-        Pl = P @ self.T[:3, :3].T + self.T[:3, 3]
+        unit normals ``normal`` (..., 3): 1 lit, 0 shadowed, bilinear percentage-closer filtered
+        over the 2 x 2 nearest texels; points outside the map are lit. Returns float32 of shape
+        ``P.shape[:-1]``."""
+        P = np.asarray(P, np.float32)
+        Pl = P @ self.T[:3, :3].T.astype(np.float32) + self.T[:3, 3].astype(np.float32)
         zz = np.maximum(Pl[..., 2], 1e-6)
         u = self.K[0, 0] * Pl[..., 0] / zz + self.K[0, 2]
         v = self.K[1, 1] * Pl[..., 1] / zz + self.K[1, 2]
-        to_l = self.eye - P
-        to_l /= np.maximum(np.linalg.norm(to_l, axis=-1, keepdims=True), 1e-9)
-        cos_l = np.clip((normal * to_l).sum(-1), 0.05, 1.0)
+        to_l = self.eye.astype(np.float32) - P
+        to_l /= np.maximum(np.sqrt(np.einsum("...k,...k->...", to_l, to_l)), 1e-9)[..., None]
+        cos_l = np.clip(np.einsum("...k,...k->...", normal, to_l), 0.05, 1.0)
         # slope-scaled bias: one texel spans zz / f metres
         bias = 2.0 * zz / self.f * np.sqrt(1.0 - cos_l ** 2) / cos_l + 0.004
         n = self.size
-        ui0, vi0 = np.round(u).astype(np.int64), np.round(v).astype(np.int64)
+        flat = self.depth.astype(np.float32).ravel()
+        u0, v0 = np.floor(u), np.floor(v)
+        fu, fv = (u - u0).astype(np.float32), (v - v0).astype(np.float32)
+        u0 = np.clip(u0.astype(np.int64), 0, n - 2)
+        v0 = np.clip(v0.astype(np.int64), 0, n - 2)
+        base = v0 * n + u0
+        zb = zz - bias
         lit = np.zeros(P.shape[:-1], np.float32)
-        for du in (-1, 0, 1):
-            for dv in (-1, 0, 1):
-                occ = self.depth[np.clip(vi0 + dv, 0, n - 1), np.clip(ui0 + du, 0, n - 1)]
-                lit += ((occ <= 0) | (zz <= occ + bias)).astype(np.float32)
-        lit /= 9.0
+        for off, w in ((0, (1 - fu) * (1 - fv)), (1, fu * (1 - fv)), (n, (1 - fu) * fv),
+                       (n + 1, fu * fv)):
+            occ = flat[base + off]
+            lit += w * ((occ <= 0) | (zb <= occ))
         inside = (u >= 0) & (u <= n - 1) & (v >= 0) & (v <= n - 1) & (Pl[..., 2] > 0)
         lit[~inside] = 1.0
         return lit
@@ -153,20 +160,25 @@ def shade(albedo_lin: np.ndarray, normal: np.ndarray, depth: np.ndarray, K: np.n
         ambient: (3,) linear ambient irradiance; ao: (H, W) ambient factor.
         ks, shininess: (H, W) specular coefficient and Blinn-Phong exponent per pixel.
     """
-    P = points(depth, K)
-    view = -P / np.maximum(np.linalg.norm(P, axis=-1, keepdims=True), 1e-9)
+    P = points(depth, K).astype(np.float32)
+    dot = lambda a, b: np.einsum("...k,...k->...", a, b)  # noqa: E731
+    view = -P / np.maximum(np.sqrt(dot(P, P)), 1e-9)[..., None]
+    normal = np.asarray(normal, np.float32)
     diffuse = np.asarray(ambient, np.float32)[None, None] * ao[..., None]
-    spec = np.zeros_like(albedo_lin)
+    spec = np.zeros_like(albedo_lin, dtype=np.float32)
+    ks = np.asarray(ks, np.float32)
+    shininess = np.asarray(shininess, np.float32)
     for light, vis in zip(lights, visibility):
-        L = np.asarray(light.position, np.float64)[None, None] - P
-        d2 = np.maximum((L ** 2).sum(-1, keepdims=True), 1e-4)
-        L = L / np.sqrt(d2)
-        E = (np.asarray(light.color, np.float64)[None, None] / d2) * vis[..., None]
-        ndl = np.clip((normal * L).sum(-1, keepdims=True), 0.0, None)
-        diffuse = diffuse + (E * ndl).astype(np.float32)
+        L = np.asarray(light.position, np.float32)[None, None] - P
+        d2 = np.maximum(dot(L, L), 1e-4)
+        L /= np.sqrt(d2)[..., None]
+        e = vis / d2                                        # (H, W) irradiance factor
+        ndl = np.maximum(dot(normal, L), 0.0)
+        col = np.asarray(light.color, np.float32)[None, None]
+        diffuse += col * (e * ndl)[..., None]
         h = L + view
-        h /= np.maximum(np.linalg.norm(h, axis=-1, keepdims=True), 1e-9)
-        ndh = np.clip((normal * h).sum(-1), 0.0, 1.0)
-        sp = ks * ndh ** shininess * (ndl[..., 0] > 0)
-        spec = spec + (E * sp[..., None]).astype(np.float32)
+        h /= np.maximum(np.sqrt(dot(h, h)), 1e-9)[..., None]
+        ndh = np.clip(dot(normal, h), 0.0, 1.0)
+        sp = ks * np.power(ndh, shininess) * (ndl > 0) * e
+        spec += col * sp[..., None]
     return (albedo_lin * diffuse + spec).astype(np.float32)

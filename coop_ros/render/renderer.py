@@ -591,6 +591,33 @@ class Renderer:
                 self._read(fbo, W, H, rgb[b], xyz[b], depth[b])
         return RenderOutput(rgb=rgb, depth=depth, mask=depth > 0, xyz=xyz, labels=None)
 
+    def render_depth(self, key: str, T_cam_obj, K, width: int | None = None,
+                     height: int | None = None) -> np.ndarray:
+        """Depth only of one mesh at one pose (the mask is ``depth > 0``): the same pixels as
+        :meth:`render`, without reading the colour and coordinate attachments back.
+
+        Args:
+            key: an uploaded mesh; T_cam_obj: (4, 4) pose [m]; K: (3, 3) [px];
+            width, height: image size [px] (default: the renderer's).
+        Returns:
+            (H, W) float32 camera z [m], 0 off the object.
+        """
+        mesh = self._get(key)
+        T = self._check_poses(T_cam_obj)[0]
+        Kc = self._check_Ks(K, 1)[0]
+        W, H = self._size(width, height)
+        depth = np.empty((H, W), dtype=np.float32)
+        with self.ctx:
+            fbo = self._fbo(W, H)
+            fbo.use()
+            self._set_light(Light())
+            self.prog["u_label"].value = 1.0 / 255.0
+            near, far = self._near_far([(mesh, T)])
+            self._clear(fbo)
+            self._draw(mesh, T, projection_from_K(Kc, W, H, near, far))
+            fbo.read_into(depth, (0, 0, W, H), components=1, attachment=2, dtype="f4")
+        return depth
+
     def render_scene(self, items, K, width: int | None = None, height: int | None = None,
                      light: Light | None = None, background=None) -> RenderOutput:
         """Render several meshes in one image with a shared z-buffer.

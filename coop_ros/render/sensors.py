@@ -338,10 +338,11 @@ def simulate_depth(depth: np.ndarray, K: np.ndarray, rng: np.random.Generator,
     n = depth_normals(z, K) if normals is None else np.asarray(normals, np.float32)
     xs = ((np.arange(W) - K[0, 2]) / K[0, 0])[None, :]
     ys = ((np.arange(H) - K[1, 2]) / K[1, 1])[:, None]
-    ray = np.stack(np.broadcast_arrays(xs, ys, np.ones((H, W))), axis=-1)
-    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)
-    cos_t = np.clip(-(n * ray).sum(-1), 0.0, 1.0)
-    cos_t[~valid | ((n * n).sum(-1) < 0.5)] = 1.0     # no surface / no normal: no angle effect
+    ray = np.stack(np.broadcast_arrays(xs, ys, np.ones((H, W))), axis=-1).astype(np.float32)
+    ray /= np.sqrt(np.einsum("...k,...k->...", ray, ray))[..., None]
+    cos_t = np.clip(-np.einsum("...k,...k->...", n, ray), 0.0, 1.0)
+    # no surface / no normal: no angle effect
+    cos_t[~valid | (np.einsum("...k,...k->...", n, n) < 0.5)] = 1.0
     theta = np.arccos(cos_t)
     reasons = np.zeros((H, W), np.uint8)
 
@@ -393,13 +394,13 @@ def simulate_depth(depth: np.ndarray, K: np.ndarray, rng: np.random.Generator,
     dark = valid & (ir < s.dark_threshold)
     spec = np.zeros((H, W), bool)
     if specular is not None:
-        proj = np.array([s.baseline_m, 0.0, 0.0])
-        P = ray * (z / ray[..., 2])[..., None]
-        to_p = proj[None, None] - P
-        to_p /= np.maximum(np.linalg.norm(to_p, axis=-1, keepdims=True), 1e-9)
-        h = to_p - ray
-        h /= np.maximum(np.linalg.norm(h, axis=-1, keepdims=True), 1e-9)
-        spec = valid & (np.asarray(specular) > s.specular_min) & ((n * h).sum(-1) > s.specular_cos)
+        cand = valid & (np.asarray(specular) > s.specular_min)
+        rc, zc = ray[cand].astype(np.float64), z[cand]
+        to_p = np.array([s.baseline_m, 0.0, 0.0]) - rc * (zc / rc[:, 2])[:, None]
+        to_p /= np.maximum(np.linalg.norm(to_p, axis=1, keepdims=True), 1e-9)
+        h = to_p - rc
+        h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
+        spec[cand] = np.einsum("ij,ij->i", n[cand], h) > s.specular_cos
     grazing = valid & (theta > np.radians(s.max_incidence_deg))
     rng_bad = valid_l & ((zq < s.z_min) | (zq > s.z_max))
     for mask, key in ((shadow, "shadow"), (dropout, "edge"), (dark, "dark"), (spec, "specular"),
