@@ -62,8 +62,13 @@ def make_synth(real: Path, out: Path, scenes: int, images: int) -> Path:
     s = generate_dataset(out, objs, n_scenes=scenes, images_per_scene=images, seed=SEED,
                          objects_per_image=(8, 8), preset="realistic", progress=False)
     dt = time.perf_counter() - t0
-    print(f"generated {out}: {s.n_images} images, {s.n_targets} targets in {dt:.1f} s "
-          f"({dt / s.n_images:.2f} s / image incl. model writing and stable poses)",
+    gen = {"images": s.n_images, "targets": s.n_targets, "total_s": dt,
+           "wall_s_per_image": float(s.image_seconds.mean()),
+           "cpu_s_per_image": float(s.image_cpu_seconds.mean()),
+           "wall_s_per_image_max": float(s.image_seconds.max())}
+    (out / "generation_time.json").write_text(json.dumps(gen, indent=1))
+    print(f"generated {out}: {s.n_images} images, {s.n_targets} targets in {dt:.1f} s; per image "
+          f"{gen['wall_s_per_image']:.2f} s wall, {gen['cpu_s_per_image']:.2f} s CPU",
           file=sys.stderr)
     return out
 
@@ -206,6 +211,13 @@ def main(argv=None) -> int:
     f = lambda k: f"{rows[k]['ar']:.3f}" if k in rows else "-"  # noqa: E731
     n = lambda k: rows[k]["n"] if k in rows else "-"  # noqa: E731
     print(f"\ncode at {commit}; weight-free backend, GT bbox_visib detections, CPU")
+    gt_file = synth / "generation_time.json"
+    if gt_file.is_file():
+        g = json.loads(gt_file.read_text())
+        print(f"generation of the realistic set: {g['images']} images of 640 x 480, per image "
+              f"{g['wall_s_per_image']:.2f} s wall (max {g['wall_s_per_image_max']:.2f}), "
+              f"{g['cpu_s_per_image']:.2f} s CPU; whole set {g['total_s']:.0f} s with the "
+              f"per-dataset and per-scene set-up")
     print(f"RGB, AR = mean(AR_MSSD, AR_MSPD): realistic synthetic ({synth.name}, {n('synth_rgb_5')} "
           f"targets) vs real LM-O dev (every {args.real_every}th image, {n('lmo_rgb_5')} targets)")
     print("| stage | realistic synthetic | real LM-O dev | gap |")

@@ -21,8 +21,8 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
    casting shadows (shadow maps), Blinn-Phong highlights (per object specular 0.05-0.4,
    exponent 10-80), ambient light 15-40 % of the key light darkened by screen-space ambient
    occlusion in contacts and corners (:mod:`coop_ros.render.lighting`).
-3. **Camera** (:func:`coop_ros.render.sensors.apply_rgb_camera`): auto-exposure error,
-   white-balance error, vignetting, defocus, motion blur, Bayer mosaic + shot / read noise,
+3. **Camera** (:func:`coop_ros.render.sensors.apply_rgb_camera`): auto white balance to the
+   lights' colour temperature with a residual error, auto-exposure error, vignetting, defocus, motion blur, Bayer mosaic + shot / read noise,
    gamma, JPEG (magnitudes: :data:`coop_ros.render.sensors.RGB_RANGES`).
 4. **Depth**: the structured-light model (:func:`coop_ros.render.sensors.simulate_depth`,
    Kinect v1 parameters) on the clean rendered depth, with the scene's albedo (dark surfaces) and
@@ -424,6 +424,9 @@ def render_view(renderer, scene: TableScene, rng: np.random.Generator, K, W: int
     if empty.any():   # beyond the wall and the table: far, dim clutter
         bg = S.srgb_to_linear(_desaturated_background(H, W, rng).astype(np.float32) / 255.0)
         rad[empty] = (bg * scene.ambient[None, None] * 2.0)[empty]
+    # the camera's auto white balance neutralises the lights' colour temperature (its residual
+    # error is RgbCamera.wb_gains)
+    rad /= color_temperature_rgb(scene.kelvin).astype(np.float32)[None, None]
     cam = cam_rgb or S.sample_rgb_camera(rng)
     rgb = S.apply_rgb_camera(rad, cam, rng)
     # depth sensor: IR reflectance ~ linear albedo luminance (an approximation: many materials

@@ -114,8 +114,8 @@ RGB_RANGES = {
     "wb_log2_std": 0.07,          # residual white-balance error ~5 % per channel (std)
     "vignetting": (0.1, 0.35),    # cos^4 law at ~37 deg off-axis (Kinect corner): 0.6; lens
                                   # correction leaves 10-35 % corner fall-off
-    "defocus_px": (0.3, 1.0),     # Kinect v1 RGB images: 1-2 px wide edges at 640 x 480
-    "motion_px": (0.0, 2.5),      # hand-held / moving capture at 30 Hz (LM-O was hand-held)
+    "defocus_px": (0.3, 0.8),     # Kinect v1 RGB images: 1-2 px wide edges at 640 x 480
+    "motion_px": (0.0, 1.5),      # hand-held / moving capture at 30 Hz (LM-O was hand-held)
     "shot_noise": (1e-4, 4e-4),   # std 0.7-1.4 % of full scale at mid-grey (small-pixel CMOS)
     "read_noise": (0.002, 0.004), # 0.5-1 DN of 255
     "gamma": (1.9, 2.4),          # camera tone curves around sRGB's 2.2
