@@ -206,8 +206,13 @@ def main(argv=None) -> int:
         cache.write_text(json.dumps(rows, indent=1))
         print(f"done {key}: AR {rows[key]['ar']:.3f} ({rows[key]['wall_s']:.0f} s)",
               file=sys.stderr, flush=True)
-    commit = subprocess.run(["git", "-C", str(here.parents[1]), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    git = lambda *a: subprocess.run(["git", "-C", str(here.parents[1]), *a],  # noqa: E731
+                                    capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    base = git("merge-base", "HEAD", "main") if git("rev-parse", "--verify", "-q",
+                                                              "main") else ""
+    if base:
+        commit += f" (main at {git('rev-parse', '--short', base)} merged)"
     f = lambda k: f"{rows[k]['ar']:.3f}" if k in rows else "-"  # noqa: E731
     n = lambda k: rows[k]["n"] if k in rows else "-"  # noqa: E731
     print(f"\ncode at {commit}; weight-free backend, GT bbox_visib detections, CPU")
