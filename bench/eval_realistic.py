@@ -1,7 +1,7 @@
 """Does the realistic synthetic benchmark predict accuracy on real images? A printed table.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/eval_realistic.py [--real ../shared/real]
-        [--out /tmp/coop_realistic] [--scenes 2] [--images 6] [--real-every 8]
+        [--out /tmp/coop_realistic] [--scenes 4] [--images 3] [--real-every 8]
         [--rgbd-max-targets 48] [--fresh]
 
 1. Generates (when missing) realistic scenes of the 8 LM-O meshes of ``lmo_rgb_dev/models``
@@ -20,8 +20,11 @@
    YCB-Video gelatin box, Xtion), each written as a one-image BOP folder (GT info from the
    real depth, BOP's bop19 rule).
 
-Rows are cached in ``OUT/rows.json`` (``--fresh`` recomputes); the table states the main commit
-the code was measured at (``git rev-parse HEAD``).
+Rows are cached in ``OUT/rows.json`` (``--fresh`` recomputes); the table states the commit the
+code was measured at and the merged main commit. ``--stats`` prints, instead, the realism
+magnitudes of the generated set beside the real data: object distances, box heights,
+visib_fract, photo-vs-mesh colour statistics (LM-O dev vs synthetic), and depth residuals, steps
+and holes (the two real RGB-D frames vs synthetic frames).
 """
 from __future__ import annotations
 
@@ -146,6 +149,125 @@ def make_real_rgbd(case: Path, out: Path, obj_id: int, mesh: str, units: str, ke
     return out
 
 
+def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
+    """Layout and colour statistics of a BOP folder: object distance, box height, visib_fract
+    (all GT instances), and per instance with visib_fract >= 0.7 the photo inside the eroded
+    visible silhouette vs the mesh's colours rendered unshaded at the GT pose: brightness ratio,
+    hue shift [deg] and saturation ratio (objects with mesh saturation > 0.25), and the ratio of
+    gradient energies (photo detail / mesh detail)."""
+    from coop_ros.render.renderer import Light
+
+    z, h, vf, br, dh, sat, grad = [], [], [], [], [], [], []
+    for sdir in sorted((root / "test").iterdir()):
+        cam = json.loads((sdir / "scene_camera.json").read_text())
+        gt = json.loads((sdir / "scene_gt.json").read_text())
+        info = json.loads((sdir / "scene_gt_info.json").read_text())
+        keys = sorted(gt, key=int)
+        for k in keys[:: max(1, len(keys) // max_images)]:
+            K = np.array(cam[k]["cam_K"]).reshape(3, 3)
+            rgb = cv2.cvtColor(cv2.imread(str(sdir / "rgb" / f"{int(k):06d}.png")),
+                               cv2.COLOR_BGR2RGB)
+            items = []
+            for g in gt[k]:
+                T = np.eye(4)
+                T[:3, :3] = _orth(np.array(g["cam_R_m2c"]).reshape(3, 3))
+                T[:3, 3] = np.array(g["cam_t_m2c"]) / 1000.0
+                items.append((f"m{g['obj_id']}", T))
+                z.append(T[2, 3])
+            H, W = rgb.shape[:2]
+            sc = renderer.render_scene(items, K, W, H, light=Light(ambient=1.0, diffuse=0.0))
+            for gi, inf in enumerate(info[k]):
+                h.append(inf["bbox_obj"][3])
+                vf.append(inf["visib_fract"])
+                if inf["visib_fract"] < 0.7:
+                    continue
+                m = cv2.erode((sc.labels[0] == gi).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                if m.sum() < 150:
+                    continue
+                a, ph = sc.rgb[0], rgb
+                br.append(ph[m].astype(float).mean() / max(a[m].astype(float).mean(), 1.0))
+                ha = cv2.cvtColor(a, cv2.COLOR_RGB2HSV_FULL)[m].astype(float)
+                hp = cv2.cvtColor(ph, cv2.COLOR_RGB2HSV_FULL)[m].astype(float)
+                if np.median(ha[:, 1]) > 64:
+                    dh.append(abs((np.median(hp[:, 0]) - np.median(ha[:, 0]) + 128) % 256 - 128)
+                              * 360 / 256)
+                    sat.append(np.median(hp[:, 1]) / np.median(ha[:, 1]))
+                ga, gp = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (a, ph))
+                e = lambda g: (cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2  # noqa: E731
+                               + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2)[m].mean()
+                grad.append(float(np.sqrt(e(gp) / max(e(ga), 1e-6))))
+    q = lambda v, p=(10, 50, 90): "/".join(f"{x:.2f}" for x in np.percentile(v, p))  # noqa: E731
+    return {"instances": len(vf), "distance m (10/50/90 %)": q(z),
+            "box height px (10/50/90 %)": q(h), "visib_fract (10/25/50 %)": q(vf, (10, 25, 50)),
+            "colour instances": len(br), "photo/mesh brightness (10/50/90 %)": q(br),
+            "|hue shift| deg (10/50/90 %)": q(dh) if dh else "-",
+            "saturation ratio (10/50/90 %)": q(sat) if sat else "-",
+            "detail ratio (10/50/90 %)": q(grad)}
+
+
+def _depth_stats(depth_mm: np.ndarray, gt_mm: np.ndarray) -> dict:
+    """Depth residual on the object (7 px inside its silhouette), depth steps there, invalid share
+    of a 2 px band around the silhouette and of the image."""
+    m = gt_mm > 0
+    inner = cv2.erode(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    band = (cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & \
+        ~(cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    ok = inner & (depth_mm > 0)
+    r = depth_mm[ok] - gt_mm[ok]
+    r = r[np.abs(r - np.median(r)) < 20]
+    lv = np.unique(np.round(depth_mm[ok], 3))
+    return {"z_m": float(np.median(gt_mm[m]) / 1000), "resid_median_mm": float(np.median(r)),
+            "resid_std_mm": float(r.std()),
+            "step_mm": float(np.median(np.diff(lv))) if len(lv) > 1 else float("nan"),
+            "band_invalid": float((depth_mm[band] == 0).mean()),
+            "image_invalid": float((depth_mm == 0).mean())}
+
+
+def print_stats(real: Path, synth: Path, lmo: Path) -> None:
+    """Magnitudes of the realistic set beside the real data (layout, colours, depth)."""
+    from coop_ros.bop.dataset import BopDataset as _DS
+    from coop_ros.objects import ObjectModel, load_models_info
+    from coop_ros.render.renderer import Renderer
+
+    mdir = real / "lmo_rgb_dev" / "models"
+    info = load_models_info(mdir / "models_info.json")
+    with Renderer(640, 480) as r:
+        for i in LMO_IDS:
+            r.add_object(f"m{i}", ObjectModel.load(mdir / f"obj_{i:06d}.ply", units="mm",
+                                                   models_info=info[i]))
+        a = _scene_stats(lmo, r)
+        b = _scene_stats(synth, r)
+        print("\n| statistic | real LM-O dev (subsampled) | realistic synthetic |")
+        print("|---|---|---|")
+        for k in a:
+            print(f"| {k} | {a[k]} | {b[k]} |")
+        rows = []
+        for name, d in (("real LINEMOD cat (Kinect)", synth.parent / "real_lm_cat"),
+                        ("real YCB-Video gelatin (Xtion)", synth.parent / "real_ycbv_gelatin")):
+            ds = _DS(d)
+            fr = ds.frame(0, 0)
+            r.add_object(f"f{name}", ds.object(fr.gt[0].obj_id))
+            gtd = r.render(f"f{name}", fr.gt[0].T_cam_obj, fr.K, fr.rgb.shape[1],
+                           fr.rgb.shape[0]).depth[0] * 1000.0
+            rows.append((name, _depth_stats(fr.depth * 1000.0, gtd)))
+        ds = _DS(synth)
+        for sc, im in ds.images()[:: max(1, len(ds.images()) // 4)]:
+            fr = ds.frame(sc, im)
+            for gi, g in enumerate(fr.gt):
+                if fr.gt_info[gi].visib_fract < 0.95:
+                    continue
+                gtd = r.render(f"m{g.obj_id}", g.T_cam_obj, fr.K).depth[0] * 1000.0
+                rows.append((f"synthetic {sc}/{im} obj {g.obj_id}", _depth_stats(fr.depth * 1000.0,
+                                                                                gtd)))
+                break
+    print("\n| depth frame | object z [m] | residual median / std [mm] | depth step [mm] | "
+          "invalid: 2 px silhouette band / image |")
+    print("|---|---:|---:|---:|---:|")
+    for name, d in rows:
+        print(f"| {name} | {d['z_m']:.2f} | {d['resid_median_mm']:+.1f} / {d['resid_std_mm']:.1f} "
+              f"| {d['step_mm']:.1f} | {d['band_invalid']:.2f} / {d['image_invalid']:.2f} |")
+
+
 def run_row(data: Path, cfg: str, vsd: bool, max_targets, cache_dir: str) -> dict:
     mode, h = cfg.split(":")
     h = int(h)
@@ -168,13 +290,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--real", default=str(here.parents[2] / "shared" / "real"))
     ap.add_argument("--out", default="/tmp/coop_realistic")
-    ap.add_argument("--scenes", type=int, default=2)
-    ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--scenes", type=int, default=4)
+    ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--real-every", type=int, default=8)
     ap.add_argument("--rgbd-max-targets", type=int, default=48)
     ap.add_argument("--template-cache", default="/tmp/coop_templates")
     ap.add_argument("--only", default=None, help="comma list of row keys to compute")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows")
+    ap.add_argument("--stats", action="store_true",
+                    help="only print the realism magnitudes (layout, colours, depth) beside the "
+                         "real data")
     args = ap.parse_args(argv)
     real, out = Path(args.real), Path(args.out)
     if not (real / "lmo_rgb_dev").is_dir():
@@ -188,6 +313,9 @@ def main(argv=None) -> int:
                          "mm", "0")
     gel = make_real_rgbd(real / "ycbvideo_v0000_f000001_gelatin_rgbd", out / "real_ycbv_gelatin",
                          8, "obj_000008.ply", "m", "1")
+    if args.stats:
+        print_stats(real, synth, lmo)
+        return 0
     plan = []
     for h in (0, 1, 5):
         plan.append((f"synth_rgb_{h}", synth, f"rgb:{h}", False, None))

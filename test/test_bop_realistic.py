@@ -170,7 +170,15 @@ def test_depth_holes_on_fully_visible_flat_faces_have_a_physical_reason(scene_im
             flat = inner & ((n * mean).sum(-1) > np.cos(np.radians(3.0)))
             hole = flat & (out["depth_png"] == 0)
             r = out["hole_reasons"][hole]
-            assert (r > 0).all() and not (r & ~np.uint8(allowed)).any()
+            # an edge reason needs a depth jump (> 2 cm) in the clean depth within 5 px: the
+            # object's own self-occlusion edges, beyond the silhouette's lateral noise
+            zc = out["depth_clean"].astype(np.float32)
+            k = np.ones((11, 11), np.uint8)
+            jump = (cv2.dilate(zc, k) - (-cv2.dilate(-np.where(zc > 0, zc, 1e3), k))) > 0.02
+            edge_ok = jump[hole]
+            assert (r > 0).all()
+            assert not (r & ~np.uint8(allowed | HOLE_REASONS["edge"])).any()
+            assert edge_ok[(r & HOLE_REASONS["edge"]) > 0].all()
             flat_px += int(flat.sum())
             holes += int(hole.sum())
     assert flat_px >= 300
@@ -190,7 +198,7 @@ def test_scene_appearance_differs_like_a_photo_but_keeps_the_geometry():
             d = np.abs(a.vertex_colors - obj.vertex_colors).mean()
             assert np.array_equal(a.vertex_colors, b.vertex_colors)
         assert 0.01 < d < 0.3, (obj.name, d, pa)
-        assert abs(pa["hue_deg"]) <= 15 and 0.85 <= pa["saturation"] <= 1.35
+        assert abs(pa["hue_deg"]) <= 20 and 1.15 <= pa["saturation"] <= 1.7
 
 
 def test_stable_poses_rest_on_a_face():
