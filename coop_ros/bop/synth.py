@@ -48,6 +48,14 @@ every target has ``visib_fract >=`` the occlusion level's minimum (the best of
 
 The images are rendered from the model files **as written** (re-loaded), so the files alone
 reproduce every mask. Same seed -> byte-identical files.
+
+``preset="realistic"`` (``coop-ros synth --preset realistic``, :mod:`coop_ros.bop.realistic`)
+replaces the scenes above: a scene folder is one table arrangement (targets and distractors in
+stable poses) seen from ``images_per_scene`` viewpoints, lit by point lights with shadows and
+highlights, photographed through an RGB camera model and measured by a structured-light depth
+model; the scene's object colours differ from the written models. Its GT visibility is computed
+against the clean rendered scene depth (the saved depth has sensor holes); instances outside an
+image are left out of that image's GT; ``scene_realism.json`` per scene records the draws.
 """
 from __future__ import annotations
 
