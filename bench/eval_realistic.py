@@ -200,7 +200,7 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
     return {"instances": len(vf), "distance m (10/50/90 %)": q(z),
             "box height px (10/50/90 %)": q(h), "visib_fract (10/25/50 %)": q(vf, (10, 25, 50)),
             "colour instances": len(br), "photo/mesh brightness (10/50/90 %)": q(br),
-            "|hue shift| deg (10/50/90 %)": q(dh) if dh else "-",
+            "abs. hue shift deg (10/50/90 %)": q(dh) if dh else "-",
             "saturation ratio (10/50/90 %)": q(sat) if sat else "-",
             "detail ratio (10/50/90 %)": q(grad)}
 
@@ -351,8 +351,9 @@ def main(argv=None) -> int:
               f"{g['wall_s_per_image']:.2f} s wall (max {g['wall_s_per_image_max']:.2f}), "
               f"{g['cpu_s_per_image']:.2f} s CPU; whole set {g['total_s']:.0f} s with the "
               f"per-dataset and per-scene set-up")
-    print(f"RGB, AR = mean(AR_MSSD, AR_MSPD): realistic synthetic ({synth.name}, {n('synth_rgb_5')} "
-          f"targets) vs real LM-O dev (every {args.real_every}th image, {n('lmo_rgb_5')} targets)")
+    print(f"RGB, AR = mean(AR_MSSD, AR_MSPD): realistic synthetic ({synth.name}, "
+          f"{n('synth_rgb_5')} targets) vs real LM-O dev (every {args.real_every}th image, "
+          f"{n('lmo_rgb_5')} targets)")
     print("| stage | realistic synthetic | real LM-O dev | gap |")
     print("|---|---:|---:|---:|")
     for h, name in ((0, "coarse"), (1, "1 hypothesis"), (5, "5 hypotheses")):

@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     size = (args.tile, args.tile * 3 // 4)
     lmo = sorted((real / "lmo_rgb_dev" / "test" / "000002" / "rgb").glob("*.png"))
     syn = sorted((data / "test").glob("*/rgb/*.png"))
-    pick = lambda files, n: [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()]  # noqa: E731,E501
+    def pick(files, n):
+        return [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()]
     rows = []
     for a, b in zip(pick(lmo, args.rows), pick(syn, args.rows)):
         rows.append(np.hstack([_tile(cv2.imread(str(a)), size, f"real LM-O dev {a.stem}"),

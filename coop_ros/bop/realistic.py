@@ -17,13 +17,14 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
    (random primitives, built-in objects, mesh pools such as pybullet_data's when installed;
    6-14 per scene, spread over 1.5 times the targets' radius) plus
    large boxes (15-35 cm, like LM-O's unannotated bench vise, lamp and monitor).
-2. **Light**: 2-3 point lights 0.8-2.5 m above the table, colour temperature 3000-6500 K, each
-   casting shadows (shadow maps), Blinn-Phong highlights (per object specular 0.05-0.4,
-   exponent 10-80), ambient light 15-40 % of the key light darkened by screen-space ambient
-   occlusion in contacts and corners (:mod:`coop_ros.render.lighting`).
+2. **Light**: 2-3 point lights 0.8-2.5 m above the table, colour temperature 3000-6500 K, the
+   two strongest casting shadows (shadow maps), Blinn-Phong highlights (per object specular
+   0.05-0.4, exponent 10-80), ambient light 15-40 % of the key light darkened by screen-space
+   ambient occlusion in contacts and corners (:mod:`coop_ros.render.lighting`).
 3. **Camera** (:func:`coop_ros.render.sensors.apply_rgb_camera`): auto white balance to the
-   lights' colour temperature with a residual error, auto-exposure error, vignetting, defocus, motion blur, Bayer mosaic + shot / read noise,
-   gamma, JPEG (magnitudes: :data:`coop_ros.render.sensors.RGB_RANGES`).
+   lights' colour temperature with a residual error, auto-exposure error, vignetting, defocus,
+   motion blur, Bayer mosaic + shot / read noise, gamma, JPEG (magnitudes:
+   :data:`coop_ros.render.sensors.RGB_RANGES`).
 4. **Depth**: the structured-light model (:func:`coop_ros.render.sensors.simulate_depth`,
    Kinect v1 parameters) on the clean rendered depth, with the scene's albedo (dark surfaces) and
    specular coefficients (saturation).
@@ -150,7 +151,8 @@ def scene_appearance(obj: ObjectModel, rng: np.random.Generator) -> tuple[Object
         th, tw = tex.shape[:2]
         if coarser:
             f = 2 ** min(iters - 1, 3)
-            small = cv2.resize(tex, (max(tw // f, 4), max(th // f, 4)), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(tex, (max(tw // f, 4), max(th // f, 4)),
+                               interpolation=cv2.INTER_AREA)
             tex = cv2.resize(small, (tw, th), interpolation=cv2.INTER_LINEAR)
         else:
             tex = tex * (1.0 + fine * rng.standard_normal((th, tw, 1)).astype(np.float32))
