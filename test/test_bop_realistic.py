@@ -215,10 +215,16 @@ def test_stable_poses_rest_on_a_face():
 def test_cli_synth_preset_realistic(tmp_path, capsys):
     from coop_ros.cli import main
 
+    import trimesh
+
+    (tmp_path / "pool").mkdir()
+    trimesh.creation.torus(0.04, 0.01).export(tmp_path / "pool" / "ring.obj")
     out = tmp_path / "cli"
     rc = main(["synth", "--out", str(out), "--objects", "can,mug", "--images", "1", "--seed", "2",
-               "--width", "160", "--height", "120", "--preset", "realistic", "--quiet"])
+               "--width", "160", "--height", "120", "--preset", "realistic", "--quiet",
+               "--distractor-meshes", str(tmp_path / "pool" / "*.obj")])
     assert rc == 0 and "wrote" in capsys.readouterr().out
     meta = _json(out / "dataset.json")
     assert meta["config"]["preset"] == "realistic" and meta["config"]["distractors"] == [6, 14]
+    assert "mesh_ring" in meta["distractor_pool"]          # a mesh pool joins the distractors
     assert (out / "test/000000/scene_realism.json").is_file()
