@@ -302,6 +302,14 @@ def main(argv=None) -> int:
                          "real data")
     args = ap.parse_args(argv)
     real, out = Path(args.real), Path(args.out)
+    git = lambda *a: subprocess.run(["git", "-C", str(here.parents[1]), *a],  # noqa: E731
+                                    capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")      # the code measured: taken at the start
+    base = git("merge-base", "HEAD", "main") if git("rev-parse", "--verify", "-q", "main") else ""
+    if base:
+        commit += f" (main at {git('rev-parse', '--short', base)} merged)"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " + uncommitted changes"
     if not (real / "lmo_rgb_dev").is_dir():
         print(f"{real}/lmo_rgb_dev is missing", file=sys.stderr)
         return 2
@@ -330,20 +338,15 @@ def main(argv=None) -> int:
     for key, data, cfg, vsd, mt in plan:
         if key in rows or (only and key not in only):
             continue
-        rows[key] = run_row(data, cfg, vsd, mt, args.template_cache)
+        rows[key] = {**run_row(data, cfg, vsd, mt, args.template_cache), "code": commit}
         cache.write_text(json.dumps(rows, indent=1))
         print(f"done {key}: AR {rows[key]['ar']:.3f} ({rows[key]['wall_s']:.0f} s)",
               file=sys.stderr, flush=True)
-    git = lambda *a: subprocess.run(["git", "-C", str(here.parents[1]), *a],  # noqa: E731
-                                    capture_output=True, text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD")
-    base = git("merge-base", "HEAD", "main") if git("rev-parse", "--verify", "-q",
-                                                              "main") else ""
-    if base:
-        commit += f" (main at {git('rev-parse', '--short', base)} merged)"
     f = lambda k: f"{rows[k]['ar']:.3f}" if k in rows else "-"  # noqa: E731
     n = lambda k: rows[k]["n"] if k in rows else "-"  # noqa: E731
-    print(f"\ncode at {commit}; weight-free backend, GT bbox_visib detections, CPU")
+    codes = sorted({r.get("code", "?") for r in rows.values()})
+    print(f"\ncode at {commit} (rows computed at: {', '.join(codes)}; cached rows: "
+          f"{cache}); weight-free backend, GT bbox_visib detections, CPU")
     gt_file = synth / "generation_time.json"
     if gt_file.is_file():
         g = json.loads(gt_file.read_text())
