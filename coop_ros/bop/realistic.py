@@ -15,12 +15,13 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
    0.95 m, std 0.22 m: LM-O's object distances have 10 / 50 / 90 % quantiles 0.71 / 0.95 /
    1.19 m) at 10-80 deg elevation, any azimuth, roll std 5 deg. Distractors: the generator's pool
    (random primitives, built-in objects, mesh pools such as pybullet_data's when installed;
-   6-14 per scene, spread over 1.5 times the targets' radius) plus
-   large boxes (15-35 cm, like LM-O's unannotated bench vise, lamp and monitor).
+   6-14 per scene, spread over 1.5 times the targets' radius), among them three printed boxes
+   of 8-35 cm sides: the first one larger than 15 cm stands in the middle of the cluster (like
+   LM-O's unannotated bench vise), the others around it (its lamp and monitor).
 2. **Light**: 2-3 point lights 0.8-2.5 m above the table, colour temperature 3000-6500 K, the
-   two strongest casting shadows (shadow maps), Blinn-Phong highlights (per object specular
-   0.05-0.4, exponent 10-80), ambient light 15-40 % of the key light darkened by screen-space
-   ambient occlusion in contacts and corners (:mod:`coop_ros.render.lighting`).
+   key and the first fill light casting shadows (shadow maps), Blinn-Phong highlights (per
+   object specular 0.05-0.4, exponent 10-80), ambient light 15-40 % of the key light darkened by
+   screen-space ambient occlusion in contacts and corners (:mod:`coop_ros.render.lighting`).
 3. **Camera** (:func:`coop_ros.render.sensors.apply_rgb_camera`): auto white balance to the
    lights' colour temperature with a residual error, auto-exposure error, vignetting, defocus,
    motion blur, Bayer mosaic + shot / read noise, gamma, JPEG (magnitudes:

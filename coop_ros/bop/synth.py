@@ -889,7 +889,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     pool_objs.update(_mesh_pool(cfg))
     if cfg.preset == "realistic":
         from coop_ros.bop.procedural import textured_box
-        for k in range(3):   # large boxes (15-35 cm), like LM-O's unannotated vise, lamp, monitor
+        for k in range(3):   # large boxes (8-35 cm sides), like LM-O's vise, lamp, monitor
             dims = tuple(float(x) for x in pool_rng.uniform(0.08, 0.35, 3))
             pool_objs[f"__big_{k}__"] = textured_box(seed=cfg.object_seed + 2000 + k, size=dims,
                                                      name=f"big_box_{k}")
