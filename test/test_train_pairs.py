@@ -207,3 +207,25 @@ def test_mesh_pool_objects(tmp_path):
     (tmp_path / "bad.obj").write_text("not a mesh\n")
     with pytest.raises(InputError, match="bad.obj"):
         textured_mesh(tmp_path / "bad.obj", np.random.default_rng(0))
+
+
+def test_pairs_from_realistic_scenes_and_the_preset_check(tmp_path, source):
+    """data.preset: realistic samples pairs from realistic folders and refuses other ones."""
+    from coop_ros.train.shapes import make_shapes_dataset
+
+    make_shapes_dataset(tmp_path / "real", names=("mug",), n_primitives=1, images=2, width=320,
+                        height=240, progress=False, preset="realistic")
+    cfg = DataConfig(train=["x"], crop_size=S, template_cache=str(tmp_path / "tpl"),
+                     min_visib_fract=0.2, preset="realistic")
+    src = SceneSource([tmp_path / "real"], cfg)
+    try:
+        assert len(src.instances) >= 2
+        pair = coarse_pair(src, src.instances[0], np.random.default_rng(0), PairConfig(), None)
+        assert pair["query"].shape[-2:] == (S, S)
+        assert (pair["cls"] < (S // 16) ** 2).any()           # some patches match the template
+    finally:
+        src.release()
+    with pytest.raises(InputError, match="holds 'default' scenes"):
+        SceneSource([source.datasets[0].root], cfg)
+    with pytest.raises(InputError, match="data.preset"):
+        TrainConfig(data=DataConfig(train=["x"], preset="photoreal")).validate()

@@ -48,11 +48,20 @@ every target has ``visib_fract >=`` the occlusion level's minimum (the best of
 
 The images are rendered from the model files **as written** (re-loaded), so the files alone
 reproduce every mask. Same seed -> byte-identical files.
+
+``preset="realistic"`` (``coop-ros synth --preset realistic``, :mod:`coop_ros.bop.realistic`)
+replaces the scenes above: a scene folder is one table arrangement (targets and distractors in
+stable poses) seen from ``images_per_scene`` viewpoints, lit by point lights with shadows and
+highlights, photographed through an RGB camera model and measured by a structured-light depth
+model; the scene's object colours differ from the written models. Its GT visibility is computed
+against the clean rendered scene depth (the saved depth has sensor holes); instances outside an
+image are left out of that image's GT; ``scene_realism.json`` per scene records the draws.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -67,8 +76,14 @@ from coop_ros.objects import ObjectModel, models_info_entry
 
 __all__ = [
     "SynthConfig", "SynthSummary", "generate_dataset", "default_intrinsics", "write_ply",
-    "gt_info_bop", "calc_2d_bbox", "depth_to_dist", "OCCLUSION_LEVELS", "configure_parser", "run",
+    "gt_info_bop", "calc_2d_bbox", "depth_to_dist", "OCCLUSION_LEVELS", "PRESETS",
+    "configure_parser", "run",
 ]
+
+#: scene presets of ``coop-ros synth --preset``
+PRESETS = ("default", "realistic")
+#: (min, max) distractors per image when not given, per preset
+DEFAULT_DISTRACTORS = {"default": (0, 2), "realistic": (6, 14)}
 
 #: occlusion level -> (probability that a target gets an occluder, minimum visib_fract of targets,
 #: (min, max) image distance between target and occluder centres as a fraction of the sum of their
@@ -114,6 +129,15 @@ class SynthConfig:
         object_seed: seed of the built-in objects' textures (separate from ``seed``, so datasets
             with different seeds show the same objects).
         split: split folder name.
+        preset: ``"default"`` (the scenes described above) or ``"realistic"``
+            (:mod:`coop_ros.bop.realistic`: table-top layout in stable poses, shadows and
+            highlights, RGB camera and structured-light depth models, appearance mismatch;
+            ``occlusion``, ``depth_noise_m``, ``distance_m``, ``keep_inside``, ``background``,
+            ``light_jitter``, ``rgb_noise`` and ``max_attempts`` do not apply to it).
+        distractor_meshes: optional glob of mesh files (any units; scaled to 6-16 cm, random
+            colours) added to the distractor pool; the realistic preset uses pybullet_data's
+            ``random_urdfs/*/*.obj`` when pybullet is installed and this is None.
+        n_distractor_meshes: how many files of that pool are drawn (seeded).
     """
 
     n_scenes: int = 1
@@ -139,6 +163,9 @@ class SynthConfig:
     max_attempts: int = 10
     object_seed: int = 0
     split: str = "test"
+    preset: str = "default"
+    distractor_meshes: str | None = None
+    n_distractor_meshes: int = 8
 
     def validated(self) -> "SynthConfig":
         """Check every field; returns a normalised copy. Raises InputError naming the field."""
@@ -148,7 +175,9 @@ class SynthConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise InputError(f"{name} must be an integer >= 1, got {v!r}")
             setattr(c, name, int(v))
-        for name in ("seed", "object_seed", "n_distractor_primitives"):
+        if c.preset not in PRESETS:
+            raise InputError(f"preset must be one of {list(PRESETS)}, got {c.preset!r}")
+        for name in ("seed", "object_seed", "n_distractor_primitives", "n_distractor_meshes"):
             v = getattr(c, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise InputError(f"{name} must be an integer >= 0, got {v!r}")
@@ -192,7 +221,11 @@ class SynthConfig:
         c.depth_scale = ds
         if not isinstance(c.split, str) or not c.split or "/" in c.split:
             raise InputError(f"split must be a folder name, got {c.split!r}")
-        if c.K is None:
+        if c.K is None and c.preset == "realistic":
+            from coop_ros.bop.realistic import KINECT_K
+            Kk = np.array(KINECT_K) * [[c.width / 640.0], [c.height / 480.0], [1.0]]
+            c.K = Kk.tolist()
+        elif c.K is None:
             c.K = default_intrinsics(c.width, c.height).tolist()
         else:
             c.K = check_intrinsics(c.K, image_size=(c.width, c.height)).tolist()
@@ -211,6 +244,11 @@ class SynthSummary:
         n_instances: GT instances written (all scene_gt entries).
         n_targets: instances listed in test_targets_bop19.json (visib_fract >= threshold).
         visib_fract: (n_instances,) float64 visib_fract of every instance, in file order.
+        image_seconds: (n_images,) wall time of each image [s]: layout, rendering, sensor
+            models, ground truth and writing its files (not the per-dataset set-up: model
+            files, distractor pool, stable poses; nor the per-scene one in the realistic preset).
+        image_cpu_seconds: (n_images,) CPU time of the same work [s] (all threads of this
+            process, the renderer's included): independent of other processes' load.
     """
 
     out_dir: Path
@@ -219,6 +257,8 @@ class SynthSummary:
     n_instances: int
     n_targets: int
     visib_fract: np.ndarray = field(repr=False)
+    image_seconds: np.ndarray = field(default=None, repr=False)
+    image_cpu_seconds: np.ndarray = field(default=None, repr=False)
 
 
 def default_intrinsics(width: int, height: int) -> np.ndarray:
@@ -628,26 +668,158 @@ def _render_image(renderer, rng, cfg: SynthConfig, K, items: list[_Item], models
     depth_saved_mm = depth_png.astype(np.float64) * cfg.depth_scale
 
     targets = [it for it in items if it.obj_id > 0]
+    masks, visibs, infos = _targets_gt(renderer, cfg, K, [(it.key, it.T, it.obj_id)
+                                                           for it in targets], models,
+                                       depth_saved_mm, depth_saved_mm)
+    return {"rgb": rgb, "depth_png": depth_png, "masks": masks, "masks_visib": visibs,
+            "infos": infos, "targets": targets}
+
+
+def _targets_gt(renderer, cfg: SynthConfig, K, targets, models: dict, depth_vis_mm: np.ndarray,
+                depth_saved_mm: np.ndarray):
+    """BOP GT of the targets ``[(model key, T_cam_obj, obj_id)]`` of one image.
+
+    ``depth_vis_mm`` (H, W) is the scene depth the visibility test uses (the saved depth in the
+    default preset, the clean rendered depth in the realistic one); ``px_count_valid`` always
+    counts the mask's pixels with a non-zero ``depth_saved_mm``.
+    Returns (masks, masks_visib, infos) lists.
+    """
+    W, H = cfg.width, cfg.height
     masks, visibs, infos = [], [], []
-    for it in targets:
-        alone = renderer.render(it.key, it.T, K, W, H)
-        mask = alone.mask[0]
+    for key, T, obj_id in targets:
+        alone = renderer.render_depth(key, T, K, W, H)
+        mask = alone > 0
         px_all, bbox = None, None
-        if not _silhouette_inside(models[it.obj_id], it.T, K, W, H):
+        if not _silhouette_inside(models[obj_id], T, K, W, H):
             K3 = K.copy()
             K3[0, 2] += W
             K3[1, 2] += H
-            big = renderer.render(it.key, it.T, K3, 3 * W, 3 * H).mask[0]
+            big = renderer.render_depth(key, T, K3, 3 * W, 3 * H) > 0
             px_all = int(big.sum())
             ys, xs = big.nonzero()
             bbox = calc_2d_bbox(xs - W, ys - H)
-        depth_gt_mm = alone.depth[0].astype(np.float64) * _MM
-        info, visib = gt_info_bop(depth_gt_mm, depth_saved_mm, K, cfg.visib_delta_mm, px_all, bbox)
+        depth_gt_mm = alone.astype(np.float64) * _MM
+        info, visib = gt_info_bop(depth_gt_mm, depth_vis_mm, K, cfg.visib_delta_mm, px_all, bbox)
+        info["px_count_valid"] = int((depth_saved_mm[mask] > 0).sum())
         masks.append(mask)
         visibs.append(visib)
         infos.append(info)
-    return {"rgb": rgb, "depth_png": depth_png, "masks": masks, "masks_visib": visibs,
-            "infos": infos, "targets": targets}
+    return masks, visibs, infos
+
+
+def _mesh_pool(cfg: SynthConfig) -> dict:
+    """Distractors from a mesh pool: ``cfg.distractor_meshes`` (a glob), else for the realistic
+    preset pybullet_data's random shapes when pybullet is installed; {} when there is none."""
+    import glob
+    import importlib.util
+
+    pattern = cfg.distractor_meshes
+    if pattern is None and cfg.preset == "realistic":
+        spec = importlib.util.find_spec("pybullet_data")
+        if spec is None or not spec.submodule_search_locations:
+            return {}
+        pattern = str(Path(list(spec.submodule_search_locations)[0]) / "random_urdfs/*/*.obj")
+    if not pattern:
+        return {}
+    from coop_ros.bop.procedural import textured_mesh
+
+    files = sorted(glob.glob(pattern))
+    if not files:
+        return {}
+    rng = np.random.default_rng([cfg.seed, 3])
+    pick = sorted(rng.choice(len(files), size=min(cfg.n_distractor_meshes, len(files)),
+                             replace=False))
+    return {f"__mesh_{k:03d}__": textured_mesh(files[i], rng, size_range=(0.06, 0.16))
+            for k, i in enumerate(pick)}
+
+
+def _realism_meta() -> dict:
+    from coop_ros.bop.realistic import APPEARANCE
+    from coop_ros.render.sensors import RGB_RANGES, DepthSensor
+
+    return {"rgb_camera_ranges": {k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in RGB_RANGES.items()},
+            "depth_sensor": DepthSensor().as_dict(),
+            "appearance": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in APPEARANCE.items()},
+            "gt_visibility": "bop19, delta 15 mm, against the clean rendered scene depth"}
+
+
+class _RealisticScenes:
+    """State of the realistic preset over a dataset: stable poses (once per object); per scene
+    folder the targets' scene-appearance copies and one table arrangement; one view per image.
+    ``objects_per_image`` and ``distractors`` are drawn per scene (the camera moves, the
+    scene does not); an instance outside an image's view is not in that image's GT."""
+
+    def __init__(self, renderer, cfg: SynthConfig, K, models: dict, pool: dict):
+        from coop_ros.bop.realistic import stable_poses
+
+        self.renderer, self.cfg, self.K, self.models = renderer, cfg, K, models
+        self.stable = {i: stable_poses(o) for i, o in models.items()}
+        self.pool = pool
+        self.pool_stable = {k: stable_poses(o) for k, o in pool.items()}
+        self.scene_id = None
+        self.scene = None
+        self.records: dict = {}
+
+    def prepare(self, scene_id: int) -> None:
+        """Set up scene ``scene_id`` (appearance copies, layout, shadow maps) once."""
+        self._scene(scene_id)
+
+    def _scene(self, scene_id: int) -> None:
+        from coop_ros.bop.realistic import make_table_scene, scene_appearance
+
+        if self.scene_id == scene_id:
+            return
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, 4, scene_id])
+        looks = {}
+        for obj_id, obj in self.models.items():
+            look, params = scene_appearance(obj, rng)
+            self.renderer.add_object(f"scene_{obj_id:06d}", look)
+            looks[str(obj_id)] = params
+        ids = sorted(self.models)
+        n = int(rng.integers(cfg.objects_per_image[0], cfg.objects_per_image[1] + 1))
+        chosen = [ids[int(i)] for i in rng.choice(len(ids), size=n,
+                                                  replace=cfg.multi_instance or n > len(ids))]
+        tg = [(f"scene_{i:06d}", self.models[i], self.stable[i], i) for i in chosen]
+        keys = sorted(self.pool)
+        nd = int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))
+        dis = []
+        if keys and nd:
+            for k in rng.choice(len(keys), size=nd, replace=nd > len(keys)):
+                key = keys[int(k)]
+                dis.append((key, self.pool[key], self.pool_stable[key], 0))
+        self.scene = make_table_scene(self.renderer, rng, tg, dis)
+        self.scene_id = scene_id
+        self.records[scene_id] = {"appearance": looks, "kelvin": self.scene.kelvin,
+                                  "lights": [list(lt.position) for lt in self.scene.lights]}
+
+    def image(self, rng, scene_id: int, im_id: int) -> dict:
+        from coop_ros.bop.realistic import render_view
+
+        self._scene(scene_id)
+        cfg = self.cfg
+        out = render_view(self.renderer, self.scene, rng, self.K, cfg.width, cfg.height)
+        raw = np.round(out["depth_m"] * _MM / cfg.depth_scale)
+        raw[(raw <= 0) | (raw > 65535)] = 0
+        depth_png = raw.astype(np.uint16)
+        saved_mm = depth_png.astype(np.float64) * cfg.depth_scale
+        clean_mm = out["depth_clean"].astype(np.float64) * _MM
+        targets = [_item(f"obj_{obj_id:06d}", T, *_sphere(self.models[obj_id]), obj_id)
+                   for _, T, obj_id in out["placed"] if obj_id > 0]
+        masks, visibs, infos = _targets_gt(self.renderer, cfg, self.K,
+                                           [(it.key, it.T, it.obj_id) for it in targets],
+                                           self.models, clean_mm, saved_mm)
+        keep = [g for g, m in enumerate(masks) if m.any()]
+        self.records[scene_id][str(im_id)] = {"camera": out["camera"], "depth": out["depth"]}
+        return {"rgb": out["rgb"], "depth_png": depth_png,
+                "masks": [masks[g] for g in keep], "masks_visib": [visibs[g] for g in keep],
+                "infos": [infos[g] for g in keep], "targets": [targets[g] for g in keep],
+                "hole_reasons": out["hole_reasons"], "depth_clean": out["depth_clean"],
+                "labels": out["labels"], "normal": out["normal"],
+                "target_items": [[g for g, p in enumerate(out["placed"]) if p[2] > 0][k]
+                                 for k in keep]}
 
 
 # ==============================================================================================
@@ -655,7 +827,7 @@ def _render_image(renderer, rng, cfg: SynthConfig, K, items: list[_Item], models
 # ==============================================================================================
 def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene: int = 10,
                      seed: int = 0, width: int = 640, height: int = 480, K=None,
-                     objects_per_image=(1, 3), distractors=(0, 2), occlusion: str = "mild",
+                     objects_per_image=(1, 3), distractors=None, occlusion: str = "mild",
                      depth_noise_m: float = 0.001, device: str = "cpu", progress: bool = True,
                      **options) -> SynthSummary:
     """Render a synthetic BOP-format dataset with exact ground truth (layout: module docstring).
@@ -668,16 +840,16 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
         n_scenes, images_per_scene: dataset size.
         seed: master seed; the same seed (and arguments) gives byte-identical files.
         width, height: image size [px]; K: (3, 3) intrinsics [px] (default
-            :func:`default_intrinsics`).
+            :func:`default_intrinsics`; realistic preset: the Kinect v1 K of LM-O, scaled).
         objects_per_image: (min, max) target instances per image.
-        distractors: (min, max) free distractors per image.
+        distractors: (min, max) free distractors per image (None: (0, 2); realistic: (6, 14)).
         occlusion: "none" | "mild" (default: ~30 % of targets get an occluder, every target keeps
             visib_fract >= 0.5) | "heavy".
         depth_noise_m: std of the Gaussian depth noise [m].
         device: renderer device ("cpu" = llvmpipe, "cuda[:i]").
         progress: show a tqdm progress bar.
         **options: any other :class:`SynthConfig` field (distance_m, background, depth_scale,
-            visib_threshold, object_seed, ...).
+            visib_threshold, object_seed, preset, ...).
     Returns:
         :class:`SynthSummary`.
     Raises:
@@ -692,6 +864,8 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     if unknown:
         raise InputError(f"generate_dataset: unknown option(s) {sorted(unknown)}; known: "
                          f"{sorted(SynthConfig.__dataclass_fields__)}")
+    if distractors is None:
+        distractors = DEFAULT_DISTRACTORS.get(options.get("preset", "default"), (0, 2))
     cfg = SynthConfig(n_scenes=n_scenes, images_per_scene=images_per_scene, seed=seed,
                       width=width, height=height,
                       K=None if K is None else np.asarray(K, dtype=np.float64).tolist(),
@@ -712,10 +886,19 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     for name in PROCEDURAL:
         if name not in target_names:
             pool_objs[f"__dis_{name}__"] = make_object(name, seed=cfg.object_seed + 1000)
+    pool_objs.update(_mesh_pool(cfg))
+    if cfg.preset == "realistic":
+        from coop_ros.bop.procedural import textured_box
+        for k in range(3):   # large boxes (8-35 cm sides), like LM-O's vise, lamp, monitor
+            dims = tuple(float(x) for x in pool_rng.uniform(0.08, 0.35, 3))
+            pool_objs[f"__big_{k}__"] = textured_box(seed=cfg.object_seed + 2000 + k, size=dims,
+                                                     name=f"big_box_{k}")
 
     min_visib = OCCLUSION_LEVELS[cfg.occlusion][1]
     targets_rows: dict[tuple[int, int, int], int] = {}
     all_fract: list[float] = []
+    times: list[float] = []
+    cpu_times: list[float] = []
     n_images = 0
     bar = tqdm(total=cfg.n_scenes * cfg.images_per_scene, desc="synth", unit="img",
                disable=not progress)
@@ -725,6 +908,8 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
             renderer.add_object(f"obj_{obj_id:06d}", obj)
         for key, obj in pool_objs.items():
             renderer.add_object(key, obj)
+        realistic = _RealisticScenes(renderer, cfg, K, models, pool_objs) \
+            if cfg.preset == "realistic" else None
         target_spheres = {i: _sphere(o) for i, o in models.items()}
         pool_spheres = {k: _sphere(o) for k, o in pool_objs.items()}
         split_dir = out_dir / cfg.split
@@ -734,7 +919,12 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
             for im_id in range(cfg.images_per_scene):
                 rng = np.random.default_rng([cfg.seed, 2, scene_id, im_id])
                 best, best_score = None, -1.0
-                for _ in range(cfg.max_attempts):
+                if realistic is not None:
+                    realistic.prepare(scene_id)          # per-scene set-up, not timed
+                t_img, c_img = time.perf_counter(), time.process_time()
+                if realistic is not None:
+                    best = realistic.image(rng, scene_id, im_id)
+                for _ in range(cfg.max_attempts if realistic is None else 0):
                     items = _sample_layout(rng, cfg, K, target_spheres, pool_spheres)
                     light = (Light.random(rng, ambient=(0.25, 0.6), diffuse=(0.3, 0.8),
                                           max_angle_deg=50.0, color_jitter=0.1)
@@ -763,7 +953,11 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
                         k = (scene_id, im_id, it.obj_id)
                         targets_rows[k] = targets_rows.get(k, 0) + 1
                 n_images += 1
+                times.append(time.perf_counter() - t_img)
+                cpu_times.append(time.process_time() - c_img)
                 bar.update(1)
+            if realistic is not None:
+                _write_json(sdir / "scene_realism.json", realistic.records.pop(scene_id, {}))
             _write_json(sdir / "scene_camera.json", cams)
             _write_json(sdir / "scene_gt.json", gts)
             _write_json(sdir / "scene_gt_info.json", infos)
@@ -777,14 +971,17 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     meta = {"generator": "coop_ros.bop.synth", "format_version": _FORMAT_VERSION,
             "config": asdict(cfg), "objects": {str(k): v for k, v in sources.items()},
             "distractor_pool": sorted(o.name for o in pool_objs.values()),
-            "min_visib_fract_targets": min_visib,
+            "min_visib_fract_targets": None if cfg.preset == "realistic" else min_visib,
+            **({"realism": _realism_meta()} if cfg.preset == "realistic" else {}),
             "bop_gt": {"visib_mode": "bop19", "delta_mm": cfg.visib_delta_mm,
                        "bbox": "calc_2d_bbox, w = x_max - x_min, bbox_obj not clipped"}}
     _write_json(out_dir / "dataset.json", meta)
     return SynthSummary(out_dir=out_dir, obj_ids={k: models[k].name for k in models},
                         n_images=n_images, n_instances=len(all_fract),
                         n_targets=sum(r["inst_count"] for r in rows),
-                        visib_fract=np.asarray(all_fract, dtype=np.float64))
+                        visib_fract=np.asarray(all_fract, dtype=np.float64),
+                        image_seconds=np.asarray(times, dtype=np.float64),
+                        image_cpu_seconds=np.asarray(cpu_times, dtype=np.float64))
 
 
 # ==============================================================================================
@@ -810,11 +1007,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--objects-per-image", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"))
-    p.add_argument("--distractors", type=int, nargs=2, default=(0, 2), metavar=("MIN", "MAX"))
+    p.add_argument("--distractors", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="distractors per image (default: 0 2; realistic preset: 6 14 per scene)")
     p.add_argument("--occlusion", default="mild", choices=sorted(OCCLUSION_LEVELS))
     p.add_argument("--depth-noise", type=float, default=0.001, help="depth noise std [m]")
     p.add_argument("--background", default="plane", choices=("plane", "image"))
     p.add_argument("--device", default="cpu", help="renderer device: cpu | cuda | cuda:<i>")
+    p.add_argument("--preset", default="default", choices=PRESETS,
+                   help="default: the scenes above; realistic: table-top scenes in stable poses, "
+                        "shadows, highlights, RGB camera and structured-light depth models, "
+                        "appearance mismatch (coop_ros.bop.realistic)")
+    p.add_argument("--distractor-meshes", default=None,
+                   help="glob of mesh files added to the distractor pool")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -833,7 +1037,9 @@ def run(args: argparse.Namespace) -> int:
     s = generate_dataset(args.out, objects, n_scenes=args.scenes, images_per_scene=args.images,
                          seed=args.seed, width=args.width, height=args.height,
                          objects_per_image=tuple(args.objects_per_image),
-                         distractors=tuple(args.distractors), occlusion=args.occlusion,
+                         distractors=None if args.distractors is None else
+                         tuple(args.distractors), occlusion=args.occlusion,
+                         preset=args.preset, distractor_meshes=args.distractor_meshes,
                          depth_noise_m=args.depth_noise, device=args.device,
                          progress=not args.quiet, background=args.background,
                          object_seed=args.object_seed)

@@ -34,7 +34,7 @@ from coop_ros.errors import InputError, RenderError
 from coop_ros.geometry.camera import check_intrinsics
 from coop_ros.geometry.se3 import check_pose
 
-__all__ = ["RenderOutput", "Light", "Renderer", "projection_from_K", "DEFAULT_GREY",
+__all__ = ["RenderOutput", "GBuffer", "Light", "Renderer", "projection_from_K", "DEFAULT_GREY",
            "EGL_PACKAGES"]
 
 #: system packages that provide EGL + Mesa (the message of RenderError names them)
@@ -79,6 +79,25 @@ class RenderOutput:
         return RenderOutput(self.rgb[sl], self.depth[sl], self.mask[sl],
                             None if self.xyz is None else self.xyz[sl],
                             None if self.labels is None else self.labels[sl])
+
+
+@dataclass
+class GBuffer:
+    """Unshaded per-pixel surface attributes of one scene image (deferred shading input).
+
+    Attributes:
+        albedo: (H, W, 3) float32 surface colour in [0, 1] (texture / vertex colour as stored,
+            i.e. sRGB-encoded), 0 on background.
+        normal: (H, W, 3) float32 unit surface normal in the camera frame, turned towards the
+            camera (two-sided), 0 on background.
+        depth: (H, W) float32 camera z [m], 0 on background.
+        labels: (H, W) int16 index of the visible item, -1 on background.
+    """
+
+    albedo: np.ndarray
+    normal: np.ndarray
+    depth: np.ndarray
+    labels: np.ndarray
 
 
 @dataclass
@@ -197,6 +216,7 @@ uniform vec3 u_light_color;
 uniform float u_ambient;
 uniform float u_diffuse;
 uniform float u_label;        // (item index + 1) / 255
+uniform int u_gbuffer;        // 1: unshaded colour + camera-frame normal (deferred shading)
 in vec3 v_obj;
 in vec3 v_cam;
 in vec3 v_normal;
@@ -213,9 +233,14 @@ void main() {
     float lambert = max(dot(n, -u_light_dir), 0.0);
     vec3 base = v_color;
     if (u_use_texture == 1) base = texture(u_tex, vec2(v_uv.x, 1.0 - v_uv.y)).rgb;
-    vec3 c = base * (u_ambient + u_diffuse * lambert) * u_light_color;
-    f_color = vec4(clamp(c, 0.0, 1.0), u_label);
-    f_xyz = vec4(v_obj, 1.0);
+    if (u_gbuffer == 1) {
+        f_color = vec4(base, u_label);
+        f_xyz = vec4(n, 1.0);
+    } else {
+        vec3 c = base * (u_ambient + u_diffuse * lambert) * u_light_color;
+        f_color = vec4(clamp(c, 0.0, 1.0), u_label);
+        f_xyz = vec4(v_obj, 1.0);
+    }
     f_depth = v_cam.z;
 }
 """
@@ -409,6 +434,7 @@ class Renderer:
             self.ctx.release()
             raise RenderError(f"OpenGL set-up failed on {device!r}: {e}") from None
         self.prog["u_tex"].value = 0
+        self.prog["u_gbuffer"].value = 0
         self._meshes: dict[str, _Mesh] = {}
         self._fbos: dict[tuple[int, int], tuple] = {}
         self._released = False
@@ -570,6 +596,33 @@ class Renderer:
                 self._read(fbo, W, H, rgb[b], None if xyz_out is None else xyz_out[b], depth[b])
         return RenderOutput(rgb=rgb, depth=depth, mask=depth > 0, xyz=xyz_out, labels=None)
 
+    def render_depth(self, key: str, T_cam_obj, K, width: int | None = None,
+                     height: int | None = None) -> np.ndarray:
+        """Depth only of one mesh at one pose (the mask is ``depth > 0``): the same pixels as
+        :meth:`render`, without reading the colour and coordinate attachments back.
+
+        Args:
+            key: an uploaded mesh; T_cam_obj: (4, 4) pose [m]; K: (3, 3) [px];
+            width, height: image size [px] (default: the renderer's).
+        Returns:
+            (H, W) float32 camera z [m], 0 off the object.
+        """
+        mesh = self._get(key)
+        T = self._check_poses(T_cam_obj)[0]
+        Kc = self._check_Ks(K, 1)[0]
+        W, H = self._size(width, height)
+        depth = np.empty((H, W), dtype=np.float32)
+        with self.ctx:
+            fbo = self._fbo(W, H)
+            fbo.use()
+            self._set_light(Light())
+            self.prog["u_label"].value = 1.0 / 255.0
+            near, far = self._near_far([(mesh, T)])
+            self._clear(fbo)
+            self._draw(mesh, T, projection_from_K(Kc, W, H, near, far))
+            fbo.read_into(depth, (0, 0, W, H), components=1, attachment=2, dtype="f4")
+        return depth
+
     def render_scene(self, items, K, width: int | None = None, height: int | None = None,
                      light: Light | None = None, background=None) -> RenderOutput:
         """Render several meshes in one image with a shared z-buffer.
@@ -590,6 +643,37 @@ class Renderer:
             InputError for an empty / too long item list, unknown keys, bad poses, K, size or
             background.
         """
+        rgba, xyz, depth = self._scene_pass(items, K, width, height, light, background,
+                                            gbuffer=False)
+        mask = depth > 0
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        if background is not None:
+            rgb = np.where(mask[..., None], rgb, background)
+        return RenderOutput(rgb=rgb[None], depth=depth[None], mask=mask[None], xyz=xyz[None],
+                            labels=rgba[None, ..., 3].astype(np.int16) - 1)
+
+    def render_gbuffer(self, items, K, width: int | None = None,
+                       height: int | None = None) -> GBuffer:
+        """Render several meshes in one image (shared z-buffer) without shading: the colour, the
+        camera-frame normal, the depth and the item label of every pixel, for deferred shading
+        (:mod:`coop_ros.render.lighting`).
+
+        Args:
+            items: list of ``(key, T_cam_obj)`` as for :meth:`render_scene` (at most 254).
+            K: (3, 3) float64 intrinsics, pixels.
+            width, height: image size in pixels (default: the renderer's).
+
+        Returns:
+            :class:`GBuffer` (H, W) arrays; the same pixels are covered as by
+            :meth:`render_scene` with the same items.
+        """
+        rgba, nrm, depth = self._scene_pass(items, K, width, height, None, None, gbuffer=True)
+        return GBuffer(albedo=rgba[..., :3].astype(np.float32) / 255.0, normal=nrm,
+                       depth=depth, labels=rgba[..., 3].astype(np.int16) - 1)
+
+    def _scene_pass(self, items, K, width, height, light, background, gbuffer: bool):
+        """One z-buffered pass over ``items``: (rgba (H, W, 4) uint8 with the label in alpha,
+        xyz or normal (H, W, 3) float32, depth (H, W) float32)."""
         items = list(items)
         if not items:
             raise InputError("render_scene needs at least one (key, T_cam_obj) item")
@@ -611,26 +695,25 @@ class Renderer:
                 raise InputError(f"background must be an ({H}, {W}, 3) uint8 RGB image, got "
                                  f"shape {background.shape} dtype {background.dtype}")
         light = (light or Light()).validated()
-        rgba = np.empty((1, H, W, 4), dtype=np.uint8)
-        xyz = np.empty((1, H, W, 3), dtype=np.float32)
-        depth = np.empty((1, H, W), dtype=np.float32)
+        rgba = np.empty((H, W, 4), dtype=np.uint8)
+        xyz = np.empty((H, W, 3), dtype=np.float32)
+        depth = np.empty((H, W), dtype=np.float32)
         with self.ctx:
             fbo = self._fbo(W, H)
             fbo.use()
             self._set_light(light)
-            near, far = self._near_far(parsed)
-            P = projection_from_K(Kc, W, H, near, far)
-            self._clear(fbo)
-            for i, (mesh, T) in enumerate(parsed):
-                self.prog["u_label"].value = (i + 1) / 255.0
-                self._draw(mesh, T, P)
-            self._read(fbo, W, H, rgba[0], xyz[0], depth[0])
-        mask = depth > 0
-        rgb = np.ascontiguousarray(rgba[..., :3])
-        if background is not None:
-            rgb[0] = np.where(mask[0, ..., None], rgb[0], background)
-        return RenderOutput(rgb=rgb, depth=depth, mask=mask, xyz=xyz,
-                            labels=rgba[..., 3].astype(np.int16) - 1)
+            self.prog["u_gbuffer"].value = int(gbuffer)
+            try:
+                near, far = self._near_far(parsed)
+                P = projection_from_K(Kc, W, H, near, far)
+                self._clear(fbo)
+                for i, (mesh, T) in enumerate(parsed):
+                    self.prog["u_label"].value = (i + 1) / 255.0
+                    self._draw(mesh, T, P)
+                self._read(fbo, W, H, rgba, xyz, depth)
+            finally:
+                self.prog["u_gbuffer"].value = 0
+        return rgba, xyz, depth
 
     # ------------------------------------------------------------------ lifetime
     def release(self) -> None:

@@ -56,6 +56,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mesh-glob", default=None,
                    help="mesh files to add as objects (glob, e.g. 'random_urdfs/*/*.obj')")
     g.add_argument("--meshes", type=int, default=10, help="files drawn from --mesh-glob")
+    g.add_argument("--preset", default="default", choices=("default", "realistic"),
+                   help="scene preset (realistic: coop_ros.bop.realistic; train with "
+                        "data.preset: realistic)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,6 +53,12 @@ class DataConfig:
         renders the validation pairs) can hang before its first pair (seen with Mesa llvmpipe);
         spawned workers start clean and open their own renderer.
     repeats: pairs per instance and epoch (None: enough for ~200 pairs per epoch).
+    preset: the scene preset the folders were generated with: ``default`` or ``realistic``
+        (``coop-ros train shapes --preset realistic`` / ``coop-ros synth --preset realistic``:
+        table-top scenes, camera and depth-sensor effects, scene colours that differ from the
+        model's, so the pairs teach the networks the photo-vs-mesh gap); every folder's
+        ``dataset.json`` is checked and a folder of another preset (or without one) is
+        refused, naming it. None: any BOP folder.
     """
 
     train: list = field(default_factory=list)
@@ -67,6 +73,7 @@ class DataConfig:
     repeats: int | None = None
     render_device: str | None = None
     worker_start: str | None = None
+    preset: str | None = None
 
 
 @dataclass
@@ -238,6 +245,8 @@ class TrainConfig:
             bad("data.render_device", "must be null, 'cpu', 'cuda' or 'cuda:N'", d.render_device)
         if d.worker_start not in (None, "fork", "spawn"):
             bad("data.worker_start", "must be null, 'fork' or 'spawn'", d.worker_start)
+        if d.preset not in (None, "default", "realistic"):
+            bad("data.preset", "must be null, 'default' or 'realistic'", d.preset)
         p = self.pairs
         for name in ("near_template_prob",):
             if not 0 <= getattr(p, name) <= 1:

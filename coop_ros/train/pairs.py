@@ -52,10 +52,27 @@ from coop_ros.geometry.se3 import rotvec_to_matrix
 from coop_ros.train.augment import augment_rgb
 from coop_ros.train.config import AugmentConfig, DataConfig, PairConfig
 
-__all__ = ["Instance", "SceneSource", "PairDataset", "coarse_pair", "refiner_pair",
-           "selection_pair", "symmetric_errors", "PATCH"]
+__all__ = ["Instance", "SceneSource", "check_preset", "PairDataset", "coarse_pair",
+           "refiner_pair", "selection_pair", "symmetric_errors", "PATCH"]
 
 PATCH = 16
+
+
+def check_preset(root, preset: str) -> None:
+    """Raise InputError unless the BOP folder ``root`` was written by the synthetic generator with
+    the scene preset ``preset`` (its ``dataset.json``; folders of older versions are
+    ``default``)."""
+    import json
+
+    meta = Path(root) / "dataset.json"
+    if not meta.is_file():
+        raise InputError(f"data.preset is {preset!r} but {root} has no dataset.json (not written "
+                         f"by coop-ros synth / coop-ros train shapes); make it with "
+                         f"'coop-ros train shapes --preset {preset} --out {root} ...'")
+    got = json.loads(meta.read_text()).get("config", {}).get("preset", "default")
+    if got != preset:
+        raise InputError(f"data.preset is {preset!r} but {root} holds {got!r} scenes; make it "
+                         f"with 'coop-ros train shapes --preset {preset} --out {root} ...'")
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,9 @@ class SceneSource:
         self.size = int(cfg.crop_size)
         self.device_name = device
         self.pose_points = int(pose_points)
+        if getattr(cfg, "preset", None):
+            for r in roots:
+                check_preset(r, cfg.preset)
         self.datasets = [BopDataset(r, split=cfg.split) for r in roots]
         keep = {int(o) for o in obj_ids}
         self.instances: list[Instance] = []

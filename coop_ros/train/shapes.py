@@ -68,15 +68,19 @@ def make_shapes_dataset(out_dir, names=("textured_box", "can", "mug"), n_primiti
                         shape_seed: int = 1, object_seed: int = 0, scenes: int = 1,
                         images: int = 20, seed: int = 0, width: int = 640, height: int = 480,
                         occlusion: str = "mild", progress: bool = True, device: str = "cpu",
-                        meshes=()):
-    """Write the dataset (see the module docstring); returns the SynthSummary."""
+                        meshes=(), preset: str = "default"):
+    """Write the dataset (see the module docstring); returns the SynthSummary. ``preset``
+    ``realistic``: table-top scenes of 3-6 targets among 6-14 distractors
+    (:mod:`coop_ros.bop.realistic`; for ``data.preset: realistic``)."""
     from coop_ros.bop.synth import generate_dataset
 
     objs = make_objects(names, n_primitives, shape_seed, object_seed, meshes)
+    realistic = preset == "realistic"
     return generate_dataset(out_dir, objs, n_scenes=scenes, images_per_scene=images, seed=seed,
-                            width=width, height=height, objects_per_image=(1, 3),
-                            distractors=(0, 2), occlusion=occlusion, progress=progress,
-                            device=device)
+                            width=width, height=height,
+                            objects_per_image=(3, 6) if realistic else (1, 3),
+                            distractors=None if realistic else (0, 2), occlusion=occlusion,
+                            progress=progress, device=device, preset=preset)
 
 
 def run(args) -> int:
@@ -86,7 +90,7 @@ def run(args) -> int:
     s = make_shapes_dataset(args.out, names, args.primitives, args.shape_seed, args.object_seed,
                             args.scenes, args.images, args.seed, args.width, args.height,
                             args.occlusion, progress=not args.quiet, device=args.device,
-                            meshes=meshes)
+                            meshes=meshes, preset=args.preset)
     print(f"wrote {s.out_dir}: {s.n_images} images, {s.n_instances} instances, objects "
           f"{s.obj_ids}")
     return 0
