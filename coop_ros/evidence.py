@@ -75,7 +75,7 @@ class EvidenceWeights:
     chroma: float = 0.75
     ncc: float = 1.35
     box: float = 1.1
-    depth: float = 4.0
+    depth: float = 8.0
     explained: float = 2.0
 
     def vector(self, with_depth: bool) -> np.ndarray:

@@ -34,6 +34,15 @@ def check_pose(T: np.ndarray, name: str = "pose") -> np.ndarray:
     return T
 
 
+def orthonormalized(T: np.ndarray) -> np.ndarray:
+    """Copy of a (4, 4) pose whose rotation is projected onto SO(3) (SVD): a pose accepted by
+    :func:`check_pose` (|R R^T - I| <= 1e-4) that further rotations must keep acceptable."""
+    T = np.array(T, dtype=np.float64)
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    T[:3, :3] = U @ Vt
+    return T
+
+
 def invert(T: np.ndarray) -> np.ndarray:
     """Inverse of a (..., 4, 4) rigid transform."""
     T = np.asarray(T, dtype=np.float64)

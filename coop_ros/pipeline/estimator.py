@@ -175,6 +175,28 @@ class PoseEstimator:
             InputError for a bad image / K / depth / mode (per-detection problems do not raise:
             they give failed results).
         """
+        rgb, K, depth = self._check_inputs(rgb, K, depth, mode)
+        n = self.config.num_hypotheses if num_hypotheses is None else int(num_hypotheses)
+        if not 1 <= n <= 64:
+            raise InputError(f"num_hypotheses must lie in [1, 64], got {num_hypotheses}")
+        out = []
+        budget = Budget(deadline, should_stop, self.stage_times)
+        with torch_threads(self.config.torch_threads):
+            for det in detections:
+                if not isinstance(det, Detection):
+                    det = Detection(*det)
+                why = budget.stop_reason("coarse", "selection")
+                if why:
+                    out.append(PoseResult.skipped(det.obj_id, why, mode=mode, box_xywh=None if
+                                                  det.box_xywh is None else
+                                                  np.asarray(det.box_xywh, float).reshape(-1)))
+                    continue
+                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only, budget))
+        return out
+
+    @staticmethod
+    def _check_inputs(rgb, K, depth, mode: str):
+        """(rgb, K, depth float32 metres or None) checked; InputError naming the problem."""
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise InputError(f"rgb must be an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
@@ -195,23 +217,7 @@ class PoseEstimator:
             depth[depth < 0] = 0.0
         else:
             depth = None
-        n = self.config.num_hypotheses if num_hypotheses is None else int(num_hypotheses)
-        if not 1 <= n <= 64:
-            raise InputError(f"num_hypotheses must lie in [1, 64], got {num_hypotheses}")
-        out = []
-        budget = Budget(deadline, should_stop, self.stage_times)
-        with torch_threads(self.config.torch_threads):
-            for det in detections:
-                if not isinstance(det, Detection):
-                    det = Detection(*det)
-                why = budget.stop_reason("coarse", "selection")
-                if why:
-                    out.append(PoseResult.skipped(det.obj_id, why, mode=mode, box_xywh=None if
-                                                  det.box_xywh is None else
-                                                  np.asarray(det.box_xywh, float).reshape(-1)))
-                    continue
-                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only, budget))
-        return out
+        return rgb, K, depth
 
     def _estimate_one(self, rgb, K, depth, det: Detection, mode: str, n: int,
                       coarse_only: bool, budget: Budget | None = None) -> PoseResult:
@@ -306,32 +312,7 @@ class PoseEstimator:
                 h.reason, cut = f"{Reason.NOT_REFINED}: {why}", True
             if not coarse_only and not why:
                 t_h = time.perf_counter()
-                common = dict(size=cfg.crop_size, radius_px=cfg.flow_radius_px,
-                              min_correspondences=cfg.min_correspondences, evidence=evidence,
-                              evidence_key=reg.proxy_key, search=search)
-                try:
-                    if mode == "rgb":
-                        r = refine_rgb(ch.T, query, self.renderer, reg.key, reg.obj, self.backend,
-                                       iterations=self._flow_iterations("rgb"),
-                                       lm_iterations=cfg.lm_iterations,
-                                       inflation=self.inflation["rgb"], **common)
-                    else:
-                        r = refine_rgbd(ch.T, query, self.renderer, reg.key, reg.obj,
-                                        self.backend, iterations=self._flow_iterations("rgbd"),
-                                        icp_iterations=cfg.icp_iterations,
-                                        threshold_frac=cfg.magsac_threshold_frac,
-                                        inflation=self.inflation["rgbd"], seed=cfg.seed, **common)
-                    h.T, h.covariance, h.num_correspondences = r.T, r.covariance, \
-                        r.num_correspondences
-                    h.score, h.score_terms = r.score, Evidence.as_dict(r.terms)
-                    for k, dt in enumerate(r.iteration_times):
-                        timings[f"refine_iter_{k}"] = timings.get(f"refine_iter_{k}", 0.0) + dt
-                except (EstimationError, InputError) as e:
-                    # the coarse pose stays the hypothesis (and a candidate in selection)
-                    h.reason = f"{e} (coarse pose kept)"
-                except (np.linalg.LinAlgError, cv2.error) as e:
-                    h.reason = (f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} "
-                                "(coarse pose kept)")
+                self._refine(h, query, reg, evidence, mode, search, timings)
                 budget.record("refine", time.perf_counter() - t_h)
             hyps.append(h)
         if not coarse_only and cfg.search_levels > 1:
@@ -343,21 +324,7 @@ class PoseEstimator:
                 if why:   # budget spent: the hypotheses keep their first-level search
                     cut = True
                     break
-                r = continue_search(h.T, h.score, h.score_terms, evidence, self.renderer,
-                                    reg.proxy_key, reg.obj, levels=cfg.search_levels,
-                                    first_level=1, inflation=self.inflation[mode])
-                # a shape that nearly maps onto itself (a box turned end over end): the turned
-                # pose, searched alike, competes on the image evidence
-                for A in reg.alternates:
-                    Ta = h.T @ A
-                    sa, ta = evidence.evaluate(self.renderer, reg.proxy_key, Ta[None])
-                    ra = continue_search(Ta, float(sa[0]), ta[0], evidence, self.renderer,
-                                         reg.proxy_key, reg.obj, levels=cfg.search_levels,
-                                         first_level=1, inflation=self.inflation[mode])
-                    if ra.score > r.score:
-                        r = ra
-                h.T, h.score, h.score_terms = r.T, r.score, Evidence.as_dict(r.terms)
-                h.covariance = r.covariance
+                self._search_finer(h, reg, evidence, mode)
         timings["refine"] = time.perf_counter() - t0
 
         # ---- select
@@ -384,6 +351,104 @@ class PoseEstimator:
         return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
                           covariance=None if cov is None else cov.copy(), score=best.score,
                           hypotheses=hyps, timings=timings, best_so_far=cut, **base)
+
+    def _refine(self, h: Hypothesis, query: QueryImage, reg, evidence, mode: str,
+                search: dict | None, timings: dict) -> None:
+        """Refine hypothesis ``h`` from its coarse pose in place (flow / ICP steps judged by the
+        evidence, then the evidence search as ``search`` says); a refinement that raises keeps
+        the coarse pose and says why in ``h.reason``."""
+        cfg = self.config
+        common = dict(size=cfg.crop_size, radius_px=cfg.flow_radius_px,
+                      min_correspondences=cfg.min_correspondences, evidence=evidence,
+                      evidence_key=reg.proxy_key, search=search)
+        try:
+            if mode == "rgb":
+                r = refine_rgb(h.T_coarse, query, self.renderer, reg.key, reg.obj, self.backend,
+                               iterations=self._flow_iterations("rgb"),
+                               lm_iterations=cfg.lm_iterations,
+                               inflation=self.inflation["rgb"], **common)
+            else:
+                r = refine_rgbd(h.T_coarse, query, self.renderer, reg.key, reg.obj, self.backend,
+                                iterations=self._flow_iterations("rgbd"),
+                                icp_iterations=cfg.icp_iterations,
+                                threshold_frac=cfg.magsac_threshold_frac,
+                                inflation=self.inflation["rgbd"], seed=cfg.seed, **common)
+            h.T, h.covariance, h.num_correspondences = r.T, r.covariance, r.num_correspondences
+            h.score, h.score_terms = r.score, Evidence.as_dict(r.terms)
+            for k, dt in enumerate(r.iteration_times):
+                timings[f"refine_iter_{k}"] = timings.get(f"refine_iter_{k}", 0.0) + dt
+        except (EstimationError, InputError) as e:
+            # the coarse pose stays the hypothesis (and a candidate in selection)
+            h.reason = f"{e} (coarse pose kept)"
+        except (np.linalg.LinAlgError, cv2.error) as e:
+            h.reason = f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} (coarse pose kept)"
+
+    def _search_finer(self, h: Hypothesis, reg, evidence, mode: str) -> None:
+        """The evidence search's finer levels on hypothesis ``h`` (in place); an object whose
+        shape nearly maps onto itself (a box turned end over end) also has its turned pose
+        searched alike, and the image evidence decides between them."""
+        cfg = self.config
+        kw = dict(levels=cfg.search_levels, first_level=1, inflation=self.inflation[mode])
+        r = continue_search(h.T, h.score, h.score_terms, evidence, self.renderer, reg.proxy_key,
+                            reg.obj, **kw)
+        for A in reg.alternates:
+            Ta = h.T @ A
+            sa, ta = evidence.evaluate(self.renderer, reg.proxy_key, Ta[None])
+            ra = continue_search(Ta, float(sa[0]), ta[0], evidence, self.renderer,
+                                 reg.proxy_key, reg.obj, **kw)
+            if ra.score > r.score:
+                r = ra
+        h.T, h.score, h.score_terms = r.T, r.score, Evidence.as_dict(r.terms)
+        h.covariance = r.covariance
+
+    def refine_pose(self, rgb, K, detection, T_init, depth=None, mode: str = "rgb"
+                    ) -> PoseResult:
+        """Refine a given pose of one detection as the pipeline refines a coarse hypothesis
+        (judged flow / ICP steps, the full evidence search, near-symmetric alternatives): for a
+        pose from tracking or another estimator. The result's single hypothesis has
+        ``T_coarse = T_init`` and ``score_coarse`` its evidence; a refined pose never scores
+        lower.
+
+        Args:
+            rgb, K, depth, mode: as :meth:`estimate`.
+            detection: :class:`Detection` (or (obj_id, box_xywh)) of the object.
+            T_init: (4, 4) pose to start from [m].
+        Returns:
+            :class:`PoseResult` (failed with a reason for an unknown object or a bad box).
+        Raises:
+            InputError for a bad image / K / depth / mode / T_init.
+        """
+        from coop_ros.geometry.se3 import check_pose, orthonormalized
+        rgb, K, depth = self._check_inputs(rgb, K, depth, mode)
+        det = detection if isinstance(detection, Detection) else Detection(*detection)
+        T_init = orthonormalized(check_pose(T_init, "T_init"))
+        box = np.asarray(det.box_xywh, dtype=np.float64).reshape(-1)
+        reg = self._objects.get(det.obj_id)
+        if reg is None:
+            return PoseResult.failed(det.obj_id, f"{Reason.UNKNOWN_OBJECT}: object id "
+                                     f"{det.obj_id!r} is not registered", mode=mode, box_xywh=box)
+        try:
+            evidence = Evidence(rgb, K, box, depth=depth if mode == "rgbd" else None)
+        except InputError as e:
+            return PoseResult.failed(det.obj_id, f"{Reason.BAD_INPUT}: detection box: {e}",
+                                     mode=mode, box_xywh=box)
+        t0 = time.perf_counter()
+        timings: dict = {}
+        with torch_threads(self.config.torch_threads):
+            s0, t_0 = evidence.evaluate(self.renderer, reg.proxy_key, T_init[None])
+            h = Hypothesis(T_coarse=T_init.copy(), T=T_init.copy(), template_index=-1,
+                           template_score=float("nan"), score=float(s0[0]),
+                           score_terms=Evidence.as_dict(t_0[0]), score_coarse=float(s0[0]))
+            query = QueryImage(rgb=rgb, K=K, depth=depth, box=box)
+            search = None if self.config.search_levels == 0 else {"levels": 1}
+            self._refine(h, query, reg, evidence, mode, search, timings)
+            if self.config.search_levels > 1:
+                self._search_finer(h, reg, evidence, mode)
+        timings["total"] = time.perf_counter() - t0
+        return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=h.T.copy(),
+                          covariance=None if h.covariance is None else h.covariance.copy(),
+                          score=h.score, hypotheses=[h], timings=timings, mode=mode,
+                          box_xywh=box)
 
     def _flow_iterations(self, mode: str) -> int:
         """Flow iterations per hypothesis: the config's, or the backend's default (None)."""
