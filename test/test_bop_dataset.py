@@ -274,3 +274,51 @@ def test_real_ycbv_flat_frame(shared_real):
     with pytest.warns(UserWarning, match="texture"):
         can = ds.object(1)
     np.testing.assert_allclose(can.extents, [0.1023, 0.1024, 0.1401], atol=2e-4)
+
+
+# --------------------------------------------------------------------------- real data as published
+
+def _copy_with_rotation_error(src: Path, dst: Path, eps: float) -> Path:
+    """The fixture dataset with every GT rotation of scene 1 off orthonormal by ``eps``."""
+    import shutil
+    shutil.copytree(src, dst)
+    p = dst / "test" / "000001" / "scene_gt.json"
+    gt = json.loads(p.read_text())
+    for entries in gt.values():
+        for e in entries:
+            R = np.asarray(e["cam_R_m2c"]).reshape(3, 3) @ np.diag([1 + eps, 1.0, 1.0])
+            e["cam_R_m2c"] = R.ravel().tolist()
+    p.write_text(json.dumps(gt))
+    return dst
+
+
+def test_gt_rotations_re_orthonormalised_within_tolerance(tmp_path):
+    import warnings
+    src = make_bop_fixture(tmp_path / "src")
+    clean = BopDataset(src).frame(1, 1).gt[0].T_cam_obj
+    ds = BopDataset(_copy_with_rotation_error(src, tmp_path / "ok", 1e-3))   # |RR^T - I| ~ 2e-3
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        T = ds.frame(1, 1).gt[0].T_cam_obj
+    msgs = [str(x.message) for x in w if "re-orthonormalised" in str(x.message)]
+    assert len(msgs) == 1 and "4 of 4 GT rotations" in msgs[0] and "2.0e-03" in msgs[0]
+    R = T[:3, :3]
+    assert np.abs(R @ R.T - np.eye(3)).max() < 1e-12 and np.linalg.det(R) > 0
+    assert np.abs(R - clean[:3, :3]).max() < 2e-3             # the nearest rotation
+    bad = BopDataset(_copy_with_rotation_error(src, tmp_path / "bad", 2.5e-2))  # ~5e-2
+    with pytest.raises(InputError, match=r"scene_gt\.json\[1\]\[0\]: cam_R_m2c is not a rotation"):
+        bad.frame(1, 1)
+
+
+def test_flat_folder_targets_units_and_computed_gt_info(shared_real):
+    from coop_ros.bop.dataset import compute_gt_info
+    ds = BopDataset(shared_real / "ycbvideo_v0000_f000001_gelatin_rgbd")
+    assert ds.targets() == [Target(0, 1, 8, 1)]          # targets.json: the box only
+    assert ds.mesh_units(8) == "m" and 0.10 < ds.object(8).diameter < 0.13   # metres read as m
+    assert ds.has_model(8) and not ds.has_model(14)
+    f = ds.frame(0, 1)
+    assert not f.gt_info and f.depth is not None
+    info = compute_gt_info(f, ds)
+    assert [i.visib_fract for i in info[1:]] == [-1.0, -1.0]        # no mesh: unknown
+    assert np.abs(info[0].bbox_visib - [186, 132, 138, 190]).max() <= 2   # SOURCE.md's box
+    assert info[0].visib_fract > 0.95

@@ -268,3 +268,28 @@ def test_real_ycbv_gt_gives_ar_one(shared_real):
     d = ds.diameter(1)
     assert r.targets[0].mssd_m == pytest.approx(0.012, abs=1e-12)
     assert r.ar_mssd == pytest.approx(np.mean(0.012 < TH * d), abs=1e-12)
+
+
+def test_targets_without_estimate_or_mesh_are_reported(bop_root, tmp_path):
+    """A target without an estimate is listed with the estimator's reason; a target whose
+    object has no mesh is skipped with a message, not fatal; AR per object."""
+    import shutil
+    from coop_ros.bop.dataset import NoEstimate
+    root = tmp_path / "nomesh"
+    shutil.copytree(bop_root, root)
+    (root / "models" / "obj_000002.ply").unlink()
+    ds = BopDataset(root)
+
+    def est(frame, targets):
+        out = []
+        for t in targets:
+            out.append(NoEstimate(frame.scene_id, frame.im_id, t.obj_id, "low_score: 0.1 < 0.2"))
+        return out
+    rep = ev.evaluate(ds, est, progress=False, compute_vsd=False)
+    assert {t.obj_id for t in rep.targets} == {1}
+    assert len(rep.skipped) == 3 and all("object 2: no mesh" in s for s in rep.skipped)
+    assert all(t.reason == "low_score: 0.1 < 0.2" for t in rep.targets)
+    md = rep.markdown(per_object=True)
+    assert "Skipped (3)" in md and "low_score: 0.1 < 0.2" in md and "| 1 | 3 |" in md
+    rep2 = ev.evaluate(ds, ev.gt_estimator, progress=False, compute_vsd=False)
+    assert rep2.per_object()[1]["ar"] == 1.0 and rep2.ar == 1.0

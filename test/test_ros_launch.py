@@ -115,7 +115,8 @@ KEY_OF = {"numpy": "python3-numpy", "scipy": "python3-scipy",
           "tqdm": "python3-tqdm", "pillow": "python3-pil", "trimesh": "python3-trimesh-pip",
           "torch": "python3-torch-pip", "moderngl": "python3-moderngl-pip",
           "glcontext": "python3-glcontext-pip", "roma": "python3-roma-pip",
-          "rosbags": "python3-rosbags-pip"}
+          "rosbags": "python3-rosbags-pip",
+          "fast-simplification": "python3-fast-simplification-pip"}
 
 
 def _pins():
