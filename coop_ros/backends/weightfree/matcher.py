@@ -187,8 +187,11 @@ class WeightFreeMatcher(CoarseMatcher):
             zt = prep.rel_depth[tb, vc, uc]
             okd = on & qv[None]
             diff = np.where(okd, qz[None] - zt, np.nan)
+            off = np.zeros(len(tidx))
+            has = okd.any(1)         # templates without one depth overlap: no offset (no agreement)
             with np.errstate(all="ignore"):
-                off = np.nanmedian(diff, axis=1)
+                if has.any():
+                    off[has] = np.nanmedian(diff[has], axis=1)
                 rng_t = np.array([np.ptp(prep.rel_depth[t][prep.mask[t]]) for t in tidx])
                 tol = 0.05 * rng_t + 0.01
                 agree = np.abs(diff - off[:, None]) < tol[:, None]
