@@ -62,9 +62,7 @@ setup_venv() {
   find_python
   [ -x "$VENV/bin/python" ] || { log "creating $VENV with $PY"; "$PY" -m venv "$VENV"; }
   log "installing pinned packages ($REQ) into $VENV"
-  # --no-compile: modules are byte-compiled when first imported instead of all at install time
-  # (torch alone ships thousands of modules this package never imports)
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile -r "$REQ" 2>&1 \
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl" \
     || { log "ERROR: pinned packages did not install into $VENV"; exit 1; }

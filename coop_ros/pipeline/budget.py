@@ -7,8 +7,9 @@
 The estimator asks before each detection whether its coarse stage and selection still fit, and
 before each hypothesis whether its refinement still fits; a stage that has started runs to its end
 (the stages are not interruptible), so a call overshoots its deadline by at most the error of the
-prediction. The prediction is a running mean of the stage's measured durations
-(:class:`StageTimes`, kept by the estimator across calls; unknown stages count 0 s).
+prediction. The prediction is a running mean of the stage's measured durations plus twice their
+running deviation (:class:`StageTimes`, kept by the estimator across calls; unknown stages count
+0 s).
 """
 from __future__ import annotations
 
@@ -22,22 +23,30 @@ __all__ = ["Budget", "StageTimes"]
 
 
 class StageTimes:
-    """Exponential moving average of the seconds each named stage took (alpha = weight of the
-    newest sample). Stages: "coarse" (per detection), "refine" (per hypothesis), "selection" (per
-    detection)."""
+    """Predicted seconds of each named stage: an exponential moving average of the measured
+    durations (alpha = weight of the newest sample) plus twice their mean absolute deviation, as
+    TCP predicts its retransmission timeout (RFC 6298, with 2 instead of 4 deviations): a stage
+    whose time varies is given room, so a budget is overrun by less than a plain mean allows.
+    Stages: "coarse" (per detection), "refine" (per hypothesis), "selection" (per detection)."""
 
-    def __init__(self, alpha: float = 0.3):
-        self.alpha = float(alpha)
+    def __init__(self, alpha: float = 0.3, beta: float = 0.25, k: float = 2.0):
+        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
         self._mean: dict[str, float] = {}
+        self._dev: dict[str, float] = {}
 
     def record(self, stage: str, seconds: float) -> None:
+        x = float(seconds)
         old = self._mean.get(stage)
-        self._mean[stage] = float(seconds) if old is None else \
-            (1.0 - self.alpha) * old + self.alpha * float(seconds)
+        if old is None:
+            self._mean[stage], self._dev[stage] = x, 0.25 * x
+            return
+        self._dev[stage] = (1.0 - self.beta) * self._dev[stage] + self.beta * abs(x - old)
+        self._mean[stage] = (1.0 - self.alpha) * old + self.alpha * x
 
     def expected(self, stage: str) -> float:
-        """Predicted seconds of one run of ``stage`` (0.0 when never measured)."""
-        return self._mean.get(stage, 0.0)
+        """Predicted seconds of one run of ``stage``: mean + k x deviation (0.0 when never
+        measured)."""
+        return self._mean.get(stage, 0.0) + self.k * self._dev.get(stage, 0.0)
 
 
 class Budget:
