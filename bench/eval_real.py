@@ -160,7 +160,8 @@ def _keep_rows(real: Path, args) -> list[dict]:
         lr, lt = KEEP_LIMITS[mode]
         rows.append({"data": data, "mode": mode, "start": start, "n": len(a),
                      "kept": float(np.mean((a[:, 0] < lr) & (a[:, 1] < lt))),
-                     "rot_median": float(np.median(a[:, 0])), "tr_median": float(np.median(a[:, 1])),
+                     "rot_median": float(np.median(a[:, 0])),
+                     "tr_median": float(np.median(a[:, 1])),
                      "s_per_target": float(np.mean(a[:, 2]))})
     return rows
 
@@ -171,7 +172,8 @@ def print_keep_table(rows: list[dict]) -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         lr, lt = KEEP_LIMITS[r["mode"]]
-        lim = f"{lr:.0f} deg / " + (f"{100 * lt:.0f} %" if r["mode"] == "rgb" else f"{lt * 1e3:.0f} mm")
+        lim = f"{lr:.0f} deg / " + (f"{100 * lt:.0f} %" if r["mode"] == "rgb"
+                                    else f"{lt * 1e3:.0f} mm")
         tr = (f"{100 * r['tr_median']:.2f} %" if r["mode"] == "rgb"
               else f"{1e3 * r['tr_median']:.2f} mm")
         print(f"| {r['data']} | {r['mode']} | {r['start']} | {r['n']} | {100 * r['kept']:.0f} % "

@@ -94,7 +94,7 @@ class PoseEstimator:
         self.renderer = renderer
         self._objects: dict = {}
         self.inflation = dict(DEFAULT_INFLATION)
-        #: running mean + deviation of the stage durations, predicts what still fits in a time budget
+        #: running mean + deviation of the stage times: predicts what still fits in a time budget
         self.stage_times = StageTimes()
 
     # ------------------------------------------------------------------ objects
