@@ -50,15 +50,15 @@ find_python() {
   log "ERROR: Python 3.11 not found (the ROS 2 wheels are cp311)"; exit 1
 }
 
-setup_venv() {
+venv_stamp() {  # the stamp a finished venv $1 with requirements $2 carries
+  ( (stamp_inputs; echo "$2") | sha256sum | cut -d' ' -f1 )
+}
+venv_current() {  # true when venv $1 (requirements $2) is set up and nothing changed since
+  [ -f "$1/.coop_ros_setup" ] && [ "$(cat "$1/.coop_ros_setup")" = "$(venv_stamp "$1" "$2")" ] \
+    && [ -x "$1/bin/python" ]
+}
+venv_packages() {  # -- 2. venv + pinned packages ($1 = folder, $2 = requirements file)
   local VENV="$1" REQ="$2"
-  local STAMP="$VENV/.coop_ros_setup" want
-  want="$( (stamp_inputs; echo "$REQ") | sha256sum | cut -d' ' -f1)"
-  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
-    log "up to date ($VENV)"
-    return 0
-  fi
-  # -- 2. venv + pinned packages
   find_python
   [ -x "$VENV/bin/python" ] || { log "creating $VENV with $PY"; "$PY" -m venv "$VENV"; }
   log "installing pinned packages ($REQ) into $VENV"
@@ -66,6 +66,11 @@ setup_venv() {
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -c "import torch, rclpy, cv2, moderngl" \
     || { log "ERROR: pinned packages did not install into $VENV"; exit 1; }
+}
+setup_venv() {  # steps 3-5 ($1 = folder, $2 = requirements file; its packages are installed)
+  local VENV="$1" REQ="$2"
+  local STAMP="$VENV/.coop_ros_setup" want
+  want="$(venv_stamp "$VENV" "$REQ")"
 
   # -- 3. CMake paths of the ROS wheels
   local PYINC NPINC SITE
@@ -113,8 +118,20 @@ setup_venv() {
   log "done ($VENV)"
 }
 
-setup_venv "$ROOT/.venv" requirements/dev.txt
-# ---- the second ROS 2 distribution (Jazzy, LTS) for the node tests: scripts/setup.sh --jazzy
-if [ "${1:-}" = "--jazzy" ]; then
-  setup_venv "$ROOT/.venv-jazzy" requirements/jazzy.txt
+# .venv; with --jazzy also the second ROS 2 distribution (Jazzy, LTS) for the node tests
+venvs=(); reqs=()
+want_venv() {  # $1 = folder, $2 = requirements file: queued unless up to date
+  if venv_current "$1" "$2"; then log "up to date ($1)"; else venvs+=("$1"); reqs+=("$2"); fi
+}
+want_venv "$ROOT/.venv" requirements/dev.txt
+[ "${1:-}" = "--jazzy" ] && want_venv "$ROOT/.venv-jazzy" requirements/jazzy.txt
+if ((${#venvs[@]})); then
+  find_python
+  # the venvs' package installs (downloads, unpacking, byte-compiling) run at the same time, each
+  # into its own folder; the steps that read the source tree (editable install, messages) run one
+  # venv after the other
+  pids=()
+  for i in "${!venvs[@]}"; do venv_packages "${venvs[$i]}" "${reqs[$i]}" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || { log "ERROR: package installation failed"; exit 1; }; done
+  for i in "${!venvs[@]}"; do setup_venv "${venvs[$i]}" "${reqs[$i]}"; done
 fi
