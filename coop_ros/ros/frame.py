@@ -18,11 +18,13 @@ frame_id, stamp 0, suspicious depth) are returned in ``notes`` for /diagnostics 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from coop_ros.errors import InputError
+from coop_ros.pipeline.budget import StageTimes
 from coop_ros.ros import conversions as conv
 
 __all__ = ["FrameProcessor", "FrameOutput", "Note"]
@@ -90,6 +92,9 @@ class FrameProcessor:
         self.models = models
         self.by_class = {o.class_id: o for o in objects}
         self.camera_info_topic = camera_info_topic
+        #: seconds per detection of building the output messages after the estimate: kept free
+        #: of the estimator's share of a time budget, so the frame's answer fits the budget
+        self.output_times = StageTimes()
 
     # ------------------------------------------------------------------ inputs
     def frame_arrays(self, frame: dict, camera_info, cfg, notes: list):
@@ -232,15 +237,20 @@ class FrameProcessor:
                         results[i] = PoseResult.failed(spec.name, f"{Reason.BAD_INPUT}: {p[1]}")
                         todo.remove(i)
             if todo:
+                reserve = self.output_times.expected("output") * len(entries)
+                if deadline is not None:       # the estimator keeps at least half of what is left
+                    reserve = min(reserve, 0.5 * max(deadline - time.monotonic(), 0.0))
                 res = self.estimator.estimate(
                     rgb, K, [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
                                        score=entries[i][0]["score"]) for i in todo],
                     depth=depth, mode=cfg.mode, num_hypotheses=cfg.num_hypotheses,
-                    should_stop=should_stop, deadline=deadline)
+                    should_stop=should_stop,
+                    deadline=None if deadline is None else deadline - reserve)
                 for i, r in zip(todo, res):
                     results[i] = r
 
         # ---- messages
+        t_out = time.monotonic()
         est_arr = ObjectPoseEstimateArray(header=header)
         det3d = Detection3DArray(header=header)
         out = FrameOutput(header=header, poses=det3d, estimates=est_arr, rgb=rgb, K=K,
@@ -304,6 +314,8 @@ class FrameProcessor:
         if tfs:
             from tf2_msgs.msg import TFMessage
             out.tf = TFMessage(transforms=tfs)
+        if entries:
+            self.output_times.record("output", (time.monotonic() - t_out) / len(entries))
         return out
 
     def detection3d(self, header, spec, iid, r):
