@@ -7,6 +7,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# scripts/test.sh runs the suite in two pytest-xdist workers (the machine's two cores): each
+# worker gets its own ROS 2 domain, so its nodes and probes never hear the other worker's topics.
+# Set here, before any test module reads it (they only set a default).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _base = int(os.environ.get("ROS_DOMAIN_ID", "1"))
+    os.environ["ROS_DOMAIN_ID"] = str((_base - 1 + 50 * int(_WORKER[2:])) % 101 + 1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "serial: asserts wall-clock limits; scripts/test.sh runs these tests alone, "
+        "after the parallel part, so the other worker's load cannot make them fail")
+
 
 @pytest.fixture
 def shared_real() -> Path:

@@ -81,6 +81,7 @@ def _level(s):
     return s.level if isinstance(s.level, int) else s.level[0]
 
 
+@pytest.mark.serial
 def test_unmatched_stamps_turn_diagnostics_warn_within_5s(scene, capfd):
     rig = _Rig(scene)
     try:

@@ -24,6 +24,9 @@ pytest.importorskip("vision_msgs.msg")
 
 from conftest import box_node_overrides, node_params_file, synth_box_scene  # noqa: E402
 
+#: every test here measures wall-clock limits (see test/conftest.py)
+pytestmark = pytest.mark.serial
+
 STAMP0 = 1_750_000_000_000_000_000
 
 
