@@ -59,9 +59,10 @@ def main() -> int:
         r.add_mesh("open", V, np.concatenate([F, F[:1]]), vertex_colors=colors)
         for key, label in (("torus", "closed, culled"), ("open", "open, no culling")):
             rows.append((f"42 templates 224x224, 20k faces ({label}), one render() call",
-                         *_time(lambda: r.render(key, poses42, K224), args.runs), 0.5))
+                         *_time(lambda key=key: r.render(key, poses42, K224), args.runs), 0.5))
             rows.append((f"1 render 224x224, 20k faces ({label})",
-                         *_time(lambda: r.render(key, poses42[0], K224), args.runs * 5), 0.010))
+                         *_time(lambda key=key: r.render(key, poses42[0], K224), args.runs * 5),
+                         0.010))
         rows.append(("1 render 640x480, 20k faces (closed)",
                      *_time(lambda: r.render("torus", T640, K640, width=640, height=480),
                             args.runs * 5), None))

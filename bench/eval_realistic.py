@@ -193,8 +193,8 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
                               * 360 / 256)
                     sat.append(np.median(hp[:, 1]) / np.median(ha[:, 1]))
                 ga, gp = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (a, ph))
-                e = lambda g: (cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2  # noqa: E731
-                               + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2)[m].mean()
+                e = lambda g, m=m: (cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2  # noqa: E731
+                                    + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2)[m].mean()
                 grad.append(float(np.sqrt(e(gp) / max(e(ga), 1e-6))))
     q = lambda v, p=(10, 50, 90): "/".join(f"{x:.2f}" for x in np.percentile(v, p))  # noqa: E731
     return {"instances": len(vf), "distance m (10/50/90 %)": q(z),

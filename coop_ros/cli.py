@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: the command list only (no sub-command module is imported)."""
     parser = argparse.ArgumentParser(prog="coop-ros", description="Co-op 6D pose estimation of novel objects")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_) in COMMANDS.items():
+    for name, (_module, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, description=help_, add_help=False)
     return parser
 

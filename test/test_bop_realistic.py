@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coop_ros.bop import procedural as P
-from coop_ros.bop.realistic import (KINECT_K, make_table_scene, render_view, scene_appearance,
+from coop_ros.bop.realistic import (KINECT_K, scene_appearance,
                                     stable_poses)
 from coop_ros.bop.synth import generate_dataset
 from coop_ros.geometry.se3 import make_pose

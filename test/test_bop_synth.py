@@ -223,7 +223,7 @@ def test_dataset_layout(dataset):
     expected |= {f"models/obj_{i:06d}.ply" for i in (1, 2, 3, 4)}
     expected |= {"models/obj_000001.png", "models/obj_000002.png"}     # textured box and can
     expected |= {f"test/000000/{k}/{i:06d}.png" for k in ("rgb", "depth") for i in range(3)}
-    for sdir, im, g, *_ in _instances(root):
+    for _, im, g, *_ in _instances(root):
         expected |= {f"test/000000/{k}/{im:06d}_{g:06d}.png" for k in ("mask", "mask_visib")}
     assert set(names) == expected
     rgb = cv2.imread(str(root / "test/000000/rgb/000000.png"), cv2.IMREAD_UNCHANGED)
@@ -309,7 +309,7 @@ def test_gt_info_agrees_with_saved_masks_and_depth(dataset, renderer):
 def test_targets_list_instances_above_visibility_threshold(dataset):
     root, summary = dataset
     counts: dict[tuple, int] = {}
-    for sdir, im, g, gt, info, *_ in _instances(root):
+    for sdir, im, _g, gt, info, *_ in _instances(root):
         if info["visib_fract"] >= 0.1:
             k = (int(sdir.name), im, gt["obj_id"])
             counts[k] = counts.get(k, 0) + 1

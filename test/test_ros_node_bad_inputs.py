@@ -121,7 +121,6 @@ def test_mesh_in_wrong_units_warns(scene):
 # ---------------------------------------------------------------------- one node, many frames
 def test_bad_frames_are_answered_and_good_frames_still_served(scene, capfd):
     from diagnostic_msgs.msg import DiagnosticArray
-    from std_msgs.msg import Header
 
     from coop_ros.bop.dataset import BopDataset
     from coop_ros.ros.node import CoopNode

@@ -526,7 +526,7 @@ class BopDataset:
 
         def masks(kind: str) -> list[Path | None]:
             out: list[Path | None] = []
-            for i, g in enumerate(gt):
+            for i, _g in enumerate(gt):
                 if self.layout == "flat":
                     cands = [d / f"{kind}_{i:06d}.png", d / "derived" / f"{kind}_{i:06d}.png"]
                 else:

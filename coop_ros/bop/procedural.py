@@ -209,7 +209,7 @@ def _draw_text_lines(draw: ImageDraw.ImageDraw, box, rng, color, size: int):
     font = _font(size)
     y = y0
     while y + size <= y1:
-        words, line = [], ""
+        line = ""
         while True:
             cand = (line + " " + _word(rng, 1, 3)).strip()
             if font.getlength(cand) > (x1 - x0):
@@ -376,10 +376,11 @@ def _box_mesh(builder: _MeshBuilder, size, px_per_m: float, cell: float = _CELL)
     """Add a box (each face its own grid of ~``cell`` squares) with UVs into its net atlas.
     Returns the atlas layout (Wt, Ht, faces) of :func:`_box_net`."""
     Wt, Ht, faces = _box_net(*size, px_per_m)
-    for name, o, a, b, (x, y, w, h) in faces:
+    for _name, o, a, b, (x, y, w, h) in faces:
         nu = max(2, int(math.ceil(np.linalg.norm(a) / cell)))
         nv = max(2, int(math.ceil(np.linalg.norm(b) / cell)))
-        verts, tris, st = _param_grid(lambda s, t: o + s[:, None] * a + t[:, None] * b, nu, nv)
+        verts, tris, st = _param_grid(lambda s, t, o=o, a=a, b=b: o + s[:, None] * a + t[:, None] * b,
+                                        nu, nv)
         uv = np.stack([(x + st[:, 0] * w) / Wt, 1.0 - (y + st[:, 1] * h) / Ht], 1)
         normal = np.cross(a, b)
         normal = normal if normal @ (o + 0.5 * a + 0.5 * b) > 0 else -normal

@@ -94,7 +94,7 @@ class CroCoConfig:
             raise InputError(f"CroCoConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not (0 < float(self.norm_eps) < 1):
             raise InputError(f"CroCoConfig.norm_eps must be in (0, 1), got {self.norm_eps!r}")
-        self.rope_freq  # validates pos_embed
+        _ = self.rope_freq  # validates pos_embed
 
     @property
     def rope_freq(self) -> float:

@@ -34,7 +34,7 @@ from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
 from coop_ros.pipeline.refine import QueryImage, continue_search, refine_rgb, refine_rgbd
-from coop_ros.pipeline.results import (STATUS_FAILED, STATUS_OK, Detection, Hypothesis,
+from coop_ros.pipeline.results import (STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
 from coop_ros.pipeline.select import score_hypotheses
 from coop_ros.evidence import Evidence

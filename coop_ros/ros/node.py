@@ -616,7 +616,7 @@ class CoopNode(Node):
             if now - t < 30.0:
                 add(DiagnosticStatus.ERROR if not key.startswith("output") else
                     DiagnosticStatus.WARN, text)
-        for key, (lvl, text, t) in list(self._notes.items()):
+        for lvl, text, t in list(self._notes.values()):
             if now - t < 10.0:
                 add(DiagnosticStatus.ERROR if lvl == "error" else DiagnosticStatus.WARN, text)
         if self.last_error and now - self.last_error_time < 10.0:

@@ -382,7 +382,7 @@ def main(argv=None) -> int:
         sent = []
         period = 1.0 / args.rate if args.rate > 0 else 0.0
         t_next = time.monotonic()
-        for rep_i in range(args.repeat):
+        for _ in range(args.repeat):
             for frame in frames_data:
                 stamp = (args.stamp_start_ns + len(sent) * 100_000_000 if args.stamp_start_ns
                          else time.time_ns())

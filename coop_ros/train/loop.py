@@ -199,7 +199,7 @@ class _SkipSampler(torch.utils.data.Sampler):
 
 def _param_groups(model, wd: float):
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 else decay).append(p)

@@ -19,7 +19,6 @@ pybullet shapes).
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
