@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from coop_ros.backends.base import NO_MATCH, CoarseMatches, FlowField, ImageCrop, get_backend
+from coop_ros.backends import get_backend
+from coop_ros.backends.base import NO_MATCH, CoarseMatches, FlowField, ImageCrop
 from coop_ros.errors import InputError
 from coop_ros.nets import CoarseNet, RefinerNet, SelectionNet, save_checkpoint
 

@@ -41,3 +41,30 @@ def test_the_gate_finds_what_it_is_for(tmp_path):
     codes = {line.split()[1] for line in out.splitlines() if line.startswith("coop_ros/")}
     assert codes == {"F401", "B006", "TID251"}, out
     assert "coop_ros/ros/ok.py" not in out, out
+
+
+def _imports(path) -> set[str]:
+    """Modules a file imports (absolute names, function-level imports included)."""
+    import ast
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_layers_the_backend_split_keeps():
+    """The interfaces (backends/base.py) import no implementation, and the pipeline imports the
+    weight-free implementation nowhere (it talks to the interfaces and coop_ros.imaging)."""
+    impl = ("coop_ros.backends.weightfree", "coop_ros.backends.learned")
+    bad = []
+    for path in sorted((REPO / "coop_ros").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        mods = _imports(path)
+        if rel == "coop_ros/backends/base.py":
+            bad += [(rel, m) for m in mods if m.startswith(impl)]
+        if rel.startswith("coop_ros/pipeline/"):
+            bad += [(rel, m) for m in mods if m.startswith(impl[0])]
+    assert not bad, bad

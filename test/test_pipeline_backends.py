@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
+from coop_ros.backends import get_backend
 from coop_ros.backends.base import (NO_MATCH, CoarseMatches, FlowField, encode_pixels,
-                                    get_backend, match_pixels, patch_centers)
+                                    match_pixels, patch_centers)
 from coop_ros.errors import InputError
 
 

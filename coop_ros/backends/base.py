@@ -3,7 +3,8 @@
 A backend is a :class:`Backend` bundle of one :class:`CoarseMatcher`, one :class:`FlowEstimator`
 and one :class:`HypothesisScorer`. The pipeline (:mod:`coop_ros.pipeline`) only talks to these
 interfaces, so the weight-free classical estimators (:mod:`coop_ros.backends.weightfree`) and the
-learned CroCo-based networks (``coop_ros.backends.learned``, later) are interchangeable.
+learned CroCo-based networks (:mod:`coop_ros.backends.learned`) are interchangeable. The registry
+of implementations (``get_backend``) is :mod:`coop_ros.backends`; this module imports neither.
 
 Conventions: crops are square ``S x S`` images (S = 224 by default, patch 16 -> 14 x 14 = 196
 patches), pixel centres at integers (OpenCV), depth in metres (0 = no measurement), ``xyz`` in
@@ -16,15 +17,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from coop_ros.errors import InputError
 
 __all__ = ["NO_MATCH", "PATCH", "ImageCrop", "CoarseMatches", "FlowField", "CoarseMatcher",
-           "FlowEstimator", "HypothesisScorer", "Backend", "register_backend", "get_backend",
-           "available_backends", "patch_centers", "match_pixels", "encode_pixels"]
+           "FlowEstimator", "HypothesisScorer", "Backend", "patch_centers", "match_pixels",
+           "encode_pixels"]
 
 #: patch-class value meaning "no match / occluded" (Co-op's last class)
 NO_MATCH = -1
@@ -189,35 +190,6 @@ class Backend:
     matcher: CoarseMatcher
     flow: FlowEstimator
     scorer: HypothesisScorer
-
-
-_BACKENDS: dict[str, Callable[..., Backend]] = {}
-
-
-def register_backend(name: str, factory: Callable[..., Backend]) -> None:
-    """Register a factory ``factory(config) -> Backend`` under ``name``."""
-    _BACKENDS[name] = factory
-
-
-def available_backends() -> list[str]:
-    _ensure_builtin()
-    return sorted(_BACKENDS)
-
-
-def _ensure_builtin() -> None:
-    if "weight-free" not in _BACKENDS:
-        import coop_ros.backends.weightfree  # noqa: F401  (registers itself)
-    if "coop" not in _BACKENDS:
-        import coop_ros.backends.learned  # noqa: F401  (registers "coop" and "auto")
-
-
-def get_backend(name: str, config: Any = None) -> Backend:
-    """Build the backend registered as ``name`` ("weight-free"; "coop" once the learned backend
-    exists). Raises InputError listing the available names."""
-    _ensure_builtin()
-    if name not in _BACKENDS:
-        raise InputError(f"unknown backend {name!r}; available: {sorted(_BACKENDS)}")
-    return _BACKENDS[name](config)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from coop_ros.backends.base import get_backend
+from coop_ros.backends import get_backend
 from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop

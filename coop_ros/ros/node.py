@@ -107,7 +107,7 @@ def _check_checkpoints(cfg: NodeConfig) -> dict:
             raise ConfigError(f"backend 'coop': checkpoint {p} (parameter 'checkpoints.{k}') "
                               f"holds a {arch!r} network, expected {CKPT_ARCH[k]!r}")
         out[k] = str(p)
-    from coop_ros.backends.base import available_backends
+    from coop_ros.backends import available_backends
     if "coop" not in available_backends():
         raise ConfigError("backend 'coop' (the learned networks) is not available in this build "
                           f"of coop_ros (available: {available_backends()}); use backend "

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from coop_ros.backends import register_backend
 from coop_ros.backends.base import (NO_MATCH, Backend, CoarseMatcher, CoarseMatches, FlowEstimator,
-                                    FlowField, HypothesisScorer, ImageCrop, register_backend)
+                                    FlowField, HypothesisScorer, ImageCrop)
 from coop_ros.backends.learned.preprocess import precision_context, to_input
 from coop_ros.errors import InputError
 

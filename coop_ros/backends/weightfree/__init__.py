@@ -8,9 +8,10 @@
   (the image evidence of :mod:`coop_ros.evidence`: region statistics, contour, appearance,
   + depth agreement in RGB-D).
 
-Registered as ``"weight-free"`` in :func:`coop_ros.backends.base.get_backend`.
+Registered as ``"weight-free"`` in :func:`coop_ros.backends.get_backend`.
 """
-from coop_ros.backends.base import Backend, register_backend
+from coop_ros.backends import register_backend
+from coop_ros.backends.base import Backend
 from coop_ros.backends.weightfree.flow import DisFlowEstimator
 from coop_ros.backends.weightfree.matcher import WeightFreeMatcher
 from coop_ros.backends.weightfree.scorer import RenderCompareScorer
