@@ -67,13 +67,13 @@ def _dataset(path: Path, stride: int = 1):
 def _coop_row(path: Path, mode: str, hyps: int, args) -> dict:
     """Evaluate one configuration of the pipeline on one dataset folder; a table row."""
     from coop_ros.bop.evaluate import evaluate
-    from coop_ros.pipeline.estimator import _eval_factory
+    from coop_ros.bop.coop_adapter import make_estimator
     ds = _dataset(path, args.stride if path.name == LMO else 1)
     ns = Namespace(mode=mode, hypotheses=max(hyps, 1), coarse_only=hyps == 0, gt_box="visib",
                    backend="weight-free", template_cache=args.template_cache, precision="fp32",
                    coarse_ckpt=None, refiner_ckpt=None, selection_ckpt=None, device="cpu")
     records: list = []
-    fn = _eval_factory(ns, ds, records)
+    fn = make_estimator(ns, ds, records)
     rep = evaluate(ds, fn, progress=False, compute_vsd=True,
                    estimator_name=f"coop {mode} {'coarse' if hyps == 0 else f'{hyps} hyp'}")
     print(f"done {path.name} {mode}:{hyps}: AR {rep.ar:.3f}", file=sys.stderr, flush=True)

@@ -24,6 +24,7 @@ networks); the table is the same as with one job.
 from __future__ import annotations
 
 import argparse
+from argparse import Namespace
 import json
 import subprocess
 import sys
@@ -34,39 +35,22 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from coop_ros.bop.dataset import BopDataset, Estimate
-from coop_ros.bop.evaluate import evaluate, valid_gt_indices
+from coop_ros.bop import coop_adapter
+from coop_ros.bop.dataset import BopDataset
+from coop_ros.bop.evaluate import evaluate
 from coop_ros.geometry.se3 import matrix_to_rotvec
-from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
+from coop_ros.pipeline.estimator import PoseConfig, PoseEstimator
 
 SYNTH_ARGS = ["--objects", "textured_box,can,mug", "--scenes", "4", "--images", "5",
               "--objects-per-image", "3", "3", "--occlusion", "mild", "--seed", "7", "--quiet"]
 
 
 def make_estimator(est: PoseEstimator, dataset, mode: str, hyps: int, records: list):
-    def estimate(frame, targets):
-        t0 = time.perf_counter()
-        dets, gts = [], []
-        for tg in targets:
-            if not est.has_object(tg.obj_id):
-                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
-            for gi in valid_gt_indices(frame, tg):
-                b = frame.gt_info[gi].bbox_visib
-                if b[2] <= 1 or b[3] <= 1:
-                    b = frame.gt_info[gi].bbox_obj
-                dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
-                gts.append(frame.gt[gi].T_cam_obj)
-        res = est.estimate(frame.rgb, frame.K, dets, depth=frame.depth if mode == "rgbd" else None,
-                           mode=mode, num_hypotheses=max(hyps, 1), coarse_only=hyps == 0)
-        dt = time.perf_counter() - t0
-        out = []
-        for r, Tg in zip(res, gts):
-            records.append((r, Tg))
-            if r.ok:
-                out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
-                                    r.T_cam_obj, dt))
-        return out
-    return estimate
+    """``coop-ros eval``'s ``coop`` estimator (:mod:`coop_ros.bop.coop_adapter`) on ``est`` (its
+    templates kept between configurations): GT visible boxes, ``hyps`` hypotheses (0 = coarse
+    only); ``records`` receives (PoseResult, T_gt) per detection."""
+    args = Namespace(mode=mode, hypotheses=max(hyps, 1), coarse_only=hyps == 0, gt_box="visib")
+    return coop_adapter.make_estimator(args, dataset, records, estimator=est)
 
 
 def covariance_stats(records, dataset) -> dict:

@@ -8,7 +8,8 @@ from coop_ros.errors import InputError
 from coop_ros.geometry.se3 import make_pose, perturb_pose, pose_errors, random_rotation
 from coop_ros.pipeline import Detection, PoseConfig, PoseResult, Reason
 from coop_ros.pipeline.estimator import PoseEstimator
-from coop_ros.pipeline.refine import QueryImage, refine_rgb, refine_rgbd
+from coop_ros.pipeline.refine import refine_rgb, refine_rgbd
+from coop_ros.pipeline.views import QueryImage
 
 K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 

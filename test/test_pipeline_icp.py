@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from coop_ros.geometry.se3 import make_pose, rotvec_to_matrix
-from coop_ros.pipeline.refine import QueryImage, icp_point_to_plane
+from coop_ros.pipeline.icp import icp_point_to_plane
+from coop_ros.pipeline.views import QueryImage
 
 K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 

@@ -44,7 +44,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from coop_ros.bop import metrics
+from coop_ros.bop import coop_adapter, metrics
 from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, NoEstimate, Target,
                                   compute_gt_info, read_results_csv, write_results_csv)
 from coop_ros.bop.vsd import VSD_DELTA, VSD_TAUS, VSD_THETAS, vsd
@@ -61,10 +61,11 @@ __all__ = [
 #: An estimator: (frame, the targets of this frame) -> estimates (any number, any objects).
 EstimatorFn = Callable[[BopFrame, "list[Target]"], "list[Estimate]"]
 
-#: Modules imported when the ``eval`` CLI is built; each may call :func:`register_estimator`.
+#: Plug-in modules imported when the ``eval`` CLI is built (the built-in estimators need none);
+#: each may call :func:`register_estimator`.
 #: A module that does not exist is skipped silently. More can be given in the environment
 #: variable ``COOP_ROS_EVAL_PLUGINS`` (comma-separated module names).
-ESTIMATOR_PLUGINS: list[str] = ["coop_ros.pipeline.estimator"]
+ESTIMATOR_PLUGINS: list[str] = []
 
 _MSSD_TH = metrics.MSSD_THRESHOLDS     # fractions of the diameter
 _THETA_03 = int(np.argmin(np.abs(VSD_THETAS - 0.3)))
@@ -89,7 +90,8 @@ class EstimatorSpec:
     add_args: Callable[[argparse._ArgumentGroup], None] | None = None
 
 
-#: name -> EstimatorSpec. Built-ins: "gt", "perturbed". Add with :func:`register_estimator`.
+#: name -> EstimatorSpec. Built-ins: "gt", "perturbed", "coop" (:mod:`coop_ros.bop.coop_adapter`).
+#: Add with :func:`register_estimator`.
 ESTIMATORS: dict[str, EstimatorSpec] = {}
 _PLUGIN_ERRORS: dict[str, str] = {}
 
@@ -219,6 +221,9 @@ def _add_perturbed_args(group) -> None:
 
 register_estimator("gt", lambda args, ds: gt_estimator,
                    "the ground-truth poses (sanity check: AR = 1.0)")
+register_estimator("coop", coop_adapter.make_estimator,
+                   "Co-op pipeline (PoseEstimator; GT boxes of the targets as detections)",
+                   add_args=coop_adapter.add_args)
 register_estimator("perturbed",
                    lambda args, ds: perturbed_estimator(args.rot_deg, args.trans_mm / 1000.0,
                                                         args.seed),

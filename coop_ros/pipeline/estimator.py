@@ -16,8 +16,7 @@ kept. Deterministic: the same input and config give the same result in every pro
 Every failure gives a ``PoseResult`` with ``status="failed"`` and a reason starting with a
 :class:`~coop_ros.pipeline.results.Reason` word; no identity pose is ever returned.
 
-Also registers the ``coop`` estimator of ``coop-ros eval`` (GT boxes of the targets as
-detections: ``bbox_visib`` by default, ``--gt-box obj`` for ``bbox_obj``).
+``coop-ros eval --estimator coop`` runs it through :mod:`coop_ros.bop.coop_adapter`.
 """
 from __future__ import annotations
 
@@ -33,7 +32,8 @@ from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
-from coop_ros.pipeline.refine import QueryImage, continue_search, refine_rgb, refine_rgbd
+from coop_ros.pipeline.refine import continue_search, refine_rgb, refine_rgbd
+from coop_ros.pipeline.views import QueryImage
 from coop_ros.pipeline.results import (STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
 from coop_ros.pipeline.select import score_hypotheses
@@ -474,83 +474,3 @@ class PoseEstimator:
         """Free the renderer."""
         if self.renderer is not None:
             self.renderer.release()
-
-
-# --------------------------------------------------------------------------- coop-ros eval
-
-def _add_eval_args(group) -> None:
-    group.add_argument("--mode", choices=("rgb", "rgbd"), default="rgbd",
-                       help="coop: RGB (EPnP + weighted LM PnP) or RGB-D (Kabsch / ICP)")
-    group.add_argument("--hypotheses", type=int, default=5, help="coop: coarse hypotheses")
-    group.add_argument("--coarse-only", action="store_true", help="coop: no refinement")
-    group.add_argument("--gt-box", choices=("visib", "obj"), default="visib",
-                       help="coop: detection boxes from scene_gt_info bbox_visib (default) or "
-                       "bbox_obj")
-    group.add_argument("--backend", default="weight-free", help="coop: backend")
-    group.add_argument("--template-cache", default=None, help="coop: template cache folder")
-    group.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                       help="coop: networks of the coop backend in fp32 or bf16 (autocast)")
-    for slot in ("coarse", "refiner", "selection"):
-        group.add_argument(f"--{slot}-ckpt", default=None,
-                           help=f"coop: {slot} network checkpoint (backend coop / auto)")
-
-
-def _eval_factory(args, dataset, records: list | None = None):
-    """``coop-ros eval``'s estimator (see :func:`coop_ros.bop.evaluate.register_estimator`);
-    ``records``, when given, receives (PoseResult, T_gt) per detection (covariance checks)."""
-    from coop_ros.bop.dataset import Estimate, NoEstimate
-    from coop_ros.bop.evaluate import valid_gt_indices
-    cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
-                     device=getattr(args, "device", "cpu") or "cpu", precision=args.precision,
-                     coarse_ckpt=args.coarse_ckpt, refiner_ckpt=args.refiner_ckpt,
-                     selection_ckpt=args.selection_ckpt).validate()
-    est = PoseEstimator(cfg)
-
-    def estimate(frame, targets):
-        out = []
-        for tg in targets:   # object registration (onboarding) is not estimation time
-            if not est.has_object(tg.obj_id):
-                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
-        t0 = time.perf_counter()
-        dets, gts = [], []
-        for tg in targets:
-            for gi in valid_gt_indices(frame, tg):
-                info = frame.gt_info[gi] if gi < len(frame.gt_info) else None
-                if info is None:
-                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
-                                          "no detection box: no GT info for this instance"))
-                    continue
-                b = info.bbox_visib if args.gt_box == "visib" else info.bbox_obj
-                if b[2] <= 1 or b[3] <= 1:
-                    b = info.bbox_obj
-                if b[2] <= 1 or b[3] <= 1:
-                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
-                                          f"no detection box: GT boxes {info.bbox_visib.tolist()}"
-                                          f" / {info.bbox_obj.tolist()} are empty (not in view)"))
-                    continue
-                dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
-                gts.append(frame.gt[gi].T_cam_obj)
-        if not dets:
-            return out
-        res = est.estimate(frame.rgb, frame.K, dets, depth=frame.depth if args.mode == "rgbd"
-                           else None, mode=args.mode, num_hypotheses=args.hypotheses,
-                           coarse_only=args.coarse_only)
-        dt = time.perf_counter() - t0
-        if records is not None:
-            records.extend(zip(res, gts))
-        for r in res:
-            if r.ok:
-                out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
-                                    r.T_cam_obj, dt))
-            else:
-                out.append(NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason))
-        return out
-    return estimate
-
-
-try:
-    from coop_ros.bop.evaluate import register_estimator
-    register_estimator("coop", _eval_factory, "Co-op pipeline (PoseEstimator)",
-                       add_args=_add_eval_args, replace=True)
-except ImportError:  # the eval module is optional for the estimator itself
-    pass

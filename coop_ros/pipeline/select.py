@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from coop_ros.backends.base import Backend, ImageCrop
-from coop_ros.pipeline.refine import render_view
+from coop_ros.pipeline.views import render_view
 from coop_ros.pipeline.results import Hypothesis
 
 __all__ = ["score_hypotheses"]

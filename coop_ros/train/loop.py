@@ -142,7 +142,7 @@ def _float32(out):
 
 def _forward(model, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig):
     """``model(a, b)`` in ``cfg.precision`` (bf16: autocast); float32 out."""
-    from coop_ros.backends.learned.preprocess import precision_context
+    from coop_ros.nets.preprocess import precision_context
 
     with precision_context(a.device.type, cfg.precision):
         out = model(a, b)

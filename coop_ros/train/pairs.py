@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coop_ros.backends.learned.preprocess import to_input
+from coop_ros.nets.preprocess import to_input
 from coop_ros.errors import InputError
 from coop_ros.geometry.camera import crop_around_projection, make_crop
 from coop_ros.geometry.se3 import rotvec_to_matrix

@@ -21,7 +21,7 @@ Registered backends:
 * ``"auto"``: ``"coop"`` when at least one checkpoint is configured, else ``"weight-free"``; the
   choice is logged (logger ``coop_ros.backends``).
 
-Images are normalised as in training (:mod:`coop_ros.backends.learned.preprocess`).
+Images are normalised as in training (:mod:`coop_ros.nets.preprocess`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import torch
 from coop_ros.backends import register_backend
 from coop_ros.backends.base import (NO_MATCH, Backend, CoarseMatcher, CoarseMatches, FlowEstimator,
                                     FlowField, HypothesisScorer, ImageCrop)
-from coop_ros.backends.learned.preprocess import precision_context, to_input
+from coop_ros.nets.preprocess import precision_context, to_input
 from coop_ros.errors import InputError
 
 __all__ = ["LearnedConfig", "CoarseNetMatcher", "RefinerFlowEstimator", "SelectionScorer",
