@@ -23,7 +23,8 @@ import numpy as np
 
 from coop_ros.bop import metrics
 from coop_ros.geometry.se3 import pose_errors
-from coop_ros.pipeline.cli import draw_overlay, read_camera
+from coop_ros.pipeline.cli import read_camera
+from coop_ros.render.overlay import draw_overlay
 from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
 
 

@@ -34,7 +34,7 @@ def big_mesh(tmp_path_factory):
 
 
 def test_two_million_face_mesh_loads_with_progress(big_mesh):
-    from coop_ros.ros.node import load_objects
+    from coop_ros.ros.startup import load_objects
     from coop_ros.ros.params import NodeConfig
     path, v = big_mesh
 

@@ -216,6 +216,24 @@ def test_shipped_config_validates():
     assert [o.name for o in cfg.objects] == ["cereal_box", "soup_can"]
 
 
+def test_yaml_and_readme_parameter_table_are_generated_from_the_table(tmp_path):
+    """config/coop.yaml and the README's parameter table are what params.TABLE generates; a
+    hand edit of either is reported."""
+    import shutil
+
+    from coop_ros.ros.params import main
+    assert main(["--root", str(REPO)]) == 0, "run: python -m coop_ros.ros.params --write"
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    yaml_text = (REPO / "config" / "coop.yaml").read_text()
+    (tmp_path / "config" / "coop.yaml").write_text(yaml_text.replace("num_hypotheses: 5",
+                                                                     "num_hypotheses: 6"))
+    assert main(["--root", str(tmp_path)]) == 1
+    assert main(["--root", str(tmp_path), "--write"]) == 0
+    assert (tmp_path / "config" / "coop.yaml").read_text() == yaml_text
+    assert main(["--root", str(tmp_path)]) == 0
+
+
 # ----------------------------------------------------------------------------- conversions
 def test_image_and_depth_conversions():
     from std_msgs.msg import Header

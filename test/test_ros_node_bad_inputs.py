@@ -94,7 +94,7 @@ def test_coop_backend_missing_or_corrupt_checkpoint(scene, tmp_path):
 
 
 def test_auto_backend_falls_back_with_a_log_line(scene):
-    from coop_ros.ros.node import resolve_backend
+    from coop_ros.ros.startup import resolve_backend
     base = {"objects.names": ["box"], "objects.box.mesh": "x.ply"}
     log = _Log()
     assert resolve_backend(NodeConfig.from_flat(base), log) == ("weight-free", {})
@@ -107,7 +107,7 @@ def test_auto_backend_falls_back_with_a_log_line(scene):
 
 
 def test_mesh_in_wrong_units_warns(scene):
-    from coop_ros.ros.node import load_objects
+    from coop_ros.ros.startup import load_objects
     mesh = str(scene / "scene/models/obj_000001.ply")      # millimetres, declared metres
     cfg = NodeConfig.from_flat({"objects.names": ["box"], "objects.box.mesh": mesh,
                                 "objects.box.units": "m"})

@@ -25,7 +25,7 @@ import numpy as np
 
 from coop_ros.errors import InputError
 
-__all__ = ["configure_parser", "run", "read_camera", "draw_overlay"]
+__all__ = ["configure_parser", "run", "read_camera"]
 
 
 def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
@@ -62,18 +62,6 @@ def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]
         raise InputError(f"camera file {path}: width / height must be integers") from None
     scale = float(data["depth_scale"]) if "depth_scale" in data else None
     return K, scale, size
-
-
-def draw_overlay(rgb: np.ndarray, render_rgb: np.ndarray, mask: np.ndarray,
-                 color=(0, 255, 0), alpha: float = 0.45) -> np.ndarray:
-    """(H, W, 3) uint8: the image with the rendering tinted over the mask and the mask outline."""
-    out = rgb.astype(np.float32).copy()
-    tint = 0.5 * render_rgb.astype(np.float32) + 0.5 * np.array(color, np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * tint[mask]
-    out = np.clip(out, 0, 255).astype(np.uint8)
-    cnts, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(out, cnts, -1, color, 2)
-    return out
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -185,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out and res.ok:
         H, W = rgb.shape[:2]
         out = est.renderer.render(est._objects["object"].key, res.T_cam_obj, K, width=W, height=H)
+        from coop_ros.render.overlay import draw_overlay
         ov = draw_overlay(rgb, out.rgb[0], out.mask[0])
         x, y, w, h = box
         cv2.rectangle(ov, (int(x), int(y)), (int(x + w), int(y + h)), (255, 255, 0), 1)

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from coop_ros.ros import conversions as conv
     from coop_ros.ros.frame import FrameProcessor
     from coop_ros.ros.markers import mesh_markers
-    from coop_ros.ros.node import load_objects, resolve_backend
+    from coop_ros.ros.startup import load_objects, resolve_backend
     from coop_ros.ros.sync import ApproximateSync, CameraInfoCache
 
     class _Log:   # start-up messages of the shared helpers -> stderr

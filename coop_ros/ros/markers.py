@@ -1,9 +1,9 @@
-"""Visualisation of the node's results: RViz mesh markers and the overlay image.
+"""Visualisation of the node's results in RViz: mesh markers (the overlay image is drawn by
+:func:`coop_ros.render.overlay.draw_results`).
 
 ``mesh_markers`` builds a visualization_msgs/MarkerArray (a DELETEALL, then one mesh marker per
 estimated instance: MESH_RESOURCE with a file:// URI of the mesh, scaled by its units, or a
-TRIANGLE_LIST of the mesh's faces in metres) plus a text label. ``draw_results`` renders the
-estimated objects over the image with the pipeline's renderer (no ROS types; numpy in and out).
+TRIANGLE_LIST of the mesh's faces in metres) plus a text label.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["mesh_markers", "draw_results", "instance_color"]
+__all__ = ["mesh_markers", "instance_color"]
 
 _PALETTE = np.array([[0, 255, 0], [255, 160, 0], [0, 200, 255], [255, 0, 255], [255, 255, 0],
                      [0, 255, 160], [160, 120, 255], [255, 90, 90]], dtype=np.uint8)
@@ -84,36 +84,3 @@ def mesh_markers(header, items, marker_type: str = "mesh_resource", ns: str = "c
         t.text = it["instance_id"]
         arr.markers.append(t)
     return arr
-
-
-def draw_results(rgb: np.ndarray, K: np.ndarray, renderer, items, failures=()) -> np.ndarray:
-    """Overlay image: every estimated instance rendered and tinted over the image, its box and
-    label; failed detections as red boxes with their reason.
-
-    Args:
-        rgb: (H, W, 3) uint8 RGB. K: (3, 3) pixels.
-        renderer: a :class:`coop_ros.render.renderer.Renderer` holding the meshes.
-        items: list of dicts {key (renderer key), T (4, 4) m, label, box (4,) xywh or None,
-            color}.
-        failures: list of dicts {box (4,) xywh or None, label}.
-    Returns:
-        (H, W, 3) uint8 RGB.
-    """
-    import cv2
-
-    from coop_ros.pipeline.cli import draw_overlay
-
-    out = np.ascontiguousarray(rgb, dtype=np.uint8).copy()
-    H, W = out.shape[:2]
-    for it in items:
-        r = renderer.render(it["key"], it["T"], K, width=W, height=H)
-        out = draw_overlay(out, r.rgb[0], r.mask[0], color=it["color"])
-    for it in list(items) + [dict(f, color=(255, 0, 0)) for f in failures]:
-        if it.get("box") is None:
-            continue
-        x, y, w, h = (float(v) for v in it["box"])
-        p0 = (int(round(x)), int(round(y)))
-        cv2.rectangle(out, p0, (int(round(x + w)), int(round(y + h))), it["color"], 1)
-        cv2.putText(out, it["label"][:60], (p0[0], max(p0[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4, it["color"], 1, cv2.LINE_AA)
-    return out

@@ -35,16 +35,10 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections import deque
-from dataclasses import replace
 
-import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -53,160 +47,30 @@ try:   # Iron and newer
 except ImportError:  # Humble
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from coop_ros.errors import CoopError, InputError
+from coop_ros.errors import CoopError
 from coop_ros.msg import ObjectPoseEstimateArray
 from coop_ros.ros import conversions as conv
+from coop_ros.ros.diagnostics import NodeDiagnostics, Rate
 from coop_ros.ros.frame import FrameProcessor, Note
-from coop_ros.ros.markers import draw_results, mesh_markers
-from coop_ros.ros.params import (INPUTS, OBJECT_PARAMETERS, PARAMETERS, ConfigError, NodeConfig)
+from coop_ros.ros.parameters import NodeParameters
+from coop_ros.render.overlay import draw_results
+from coop_ros.ros.markers import mesh_markers
+from coop_ros.ros.params import INPUTS, ConfigError, NodeConfig
+from coop_ros.ros.startup import LARGE_MESH_FACES, load_objects, resolve_backend
 from coop_ros.ros.sync import ApproximateSync, CameraInfoCache, LatestSlot
 
-__all__ = ["CoopNode", "main", "resolve_backend", "load_objects"]
-
-CKPT_ARCH = {"coarse": "coarse", "refiner": "refiner", "selection": "selection"}
-#: meshes from this file size [MiB] / face count on get progress lines while loading / registering
-LARGE_MESH_MB = 20.0
-LARGE_MESH_FACES = 200_000
-
-
-# ----------------------------------------------------------------------------- start-up helpers
-
-def _check_checkpoints(cfg: NodeConfig) -> dict:
-    """{slot: path} of the configured checkpoints of the coop backend, each one read and its
-    architecture checked; raises ConfigError naming the missing / corrupt file (or saying that
-    none is configured, or that the learned backend is not available)."""
-    from pathlib import Path
-    paths = {k: cfg.checkpoints.get(k, "") for k in CKPT_ARCH}
-    if not any(paths.values()):
-        raise ConfigError("backend 'coop' needs at least one checkpoint: parameters "
-                          "'checkpoints.coarse', 'checkpoints.refiner', 'checkpoints.selection' "
-                          "are all empty")
-    from coop_ros.nets.checkpoint import read_checkpoint
-    out = {}
-    for k, path in paths.items():
-        if not path:
-            continue
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"backend 'coop': checkpoint file not found: {p} "
-                              f"(parameter 'checkpoints.{k}')")
-        try:
-            payload = read_checkpoint(p)
-        except Exception as e:  # InputError from the reader, or anything torch raises
-            raise ConfigError(f"backend 'coop': corrupt or unreadable checkpoint {p} "
-                              f"(parameter 'checkpoints.{k}'): {e}") from None
-        arch = payload["config"].get("arch")
-        if arch != CKPT_ARCH[k]:
-            raise ConfigError(f"backend 'coop': checkpoint {p} (parameter 'checkpoints.{k}') "
-                              f"holds a {arch!r} network, expected {CKPT_ARCH[k]!r}")
-        out[k] = str(p)
-    from coop_ros.backends import available_backends
-    if "coop" not in available_backends():
-        raise ConfigError("backend 'coop' (the learned networks) is not available in this build "
-                          f"of coop_ros (available: {available_backends()}); use backend "
-                          "'weight-free' or 'auto'")
-    return out
-
-
-def resolve_backend(cfg: NodeConfig, log=None) -> tuple[str, dict]:
-    """(backend name, {slot: checkpoint path}) the node uses: 'weight-free'; 'coop' (checkpoints
-    checked; slots without one use the weight-free implementation); for 'auto' coop when a
-    checkpoint is configured and loads, else weight-free -- the choice and its reason are logged.
-    Raises ConfigError for backend 'coop' with a missing / corrupt checkpoint."""
-    def say(level, msg):
-        if log:
-            getattr(log, level)(msg)
-    if cfg.backend == "weight-free":
-        say("info", "backend: weight-free (classical estimators, no checkpoint)")
-        return "weight-free", {}
-    if cfg.backend == "auto" and not any(cfg.checkpoints.values()):
-        say("info", "backend auto -> using backend 'weight-free' (no checkpoint configured: "
-                    "parameters checkpoints.coarse / refiner / selection are empty)")
-        return "weight-free", {}
-    try:
-        ckpts = _check_checkpoints(cfg)
-    except ConfigError as e:
-        if cfg.backend == "coop":
-            raise
-        say("warning", f"backend auto -> using backend 'weight-free' ({e})")
-        return "weight-free", {}
-    slots = ", ".join(f"{k}: {ckpts.get(k, 'weight-free (no checkpoint)')}" for k in CKPT_ARCH)
-    say("info", f"backend {'auto -> using backend ' if cfg.backend == 'auto' else ''}"
-                f"'coop' ({slots})")
-    return "coop", ckpts
-
-
-def load_objects(cfg: NodeConfig, log=None) -> dict:
-    """{name: ObjectModel} of the configured objects. A missing / unreadable mesh raises
-    ConfigError naming the object and the file; an implausible size for the declared units logs
-    a warning (and is kept: the user may know better)."""
-    from coop_ros.objects import ObjectModel, UnitsWarning
-    out = {}
-    for spec in cfg.objects:
-        try:
-            mb = os.path.getsize(spec.mesh) / 2**20
-        except OSError:
-            mb = 0.0
-        t0 = time.monotonic()
-        if mb >= LARGE_MESH_MB and log:
-            log.info(f"object '{spec.name}': loading {spec.mesh} ({mb:.0f} MB) ...")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                obj = ObjectModel.load(spec.mesh, units=spec.units, name=spec.name,
-                                       models_info=spec.symmetry)
-            except InputError as e:
-                raise ConfigError(f"object '{spec.name}' (parameter 'objects.{spec.name}.mesh'): "
-                                  f"{e}") from None
-        if mb >= LARGE_MESH_MB and log:
-            log.info(f"object '{spec.name}': {len(obj.vertices)} vertices, {len(obj.faces)} "
-                     f"faces, diameter {obj.diameter * 1000:.0f} mm, loaded in "
-                     f"{time.monotonic() - t0:.1f} s")
-        for w in caught:
-            if issubclass(w.category, UnitsWarning) and log:
-                log.warning(f"object '{spec.name}': mesh {spec.mesh} declared in "
-                            f"'{spec.units}' looks wrong: {w.message} (check parameter "
-                            f"'objects.{spec.name}.units')")
-            elif log:
-                log.warning(f"object '{spec.name}': {w.message}")
-        out[spec.name] = obj
-    return out
-
-
-class _Rate:
-    """Message counter -> rate over the last window."""
-
-    def __init__(self):
-        self.times = deque(maxlen=200)
-        self.total = 0
-        self.first = None
-
-    def tick(self, t: float) -> None:
-        if self.first is None:
-            self.first = t
-        self.times.append(t)
-        self.total += 1
-
-    def hz(self, now: float, window: float = 5.0) -> float:
-        ts = [t for t in self.times if now - t <= window]
-        if len(ts) < 2:
-            return 0.0
-        return (len(ts) - 1) / max(ts[-1] - ts[0], 1e-6)
-
-    def last(self) -> float | None:
-        return self.times[-1] if self.times else None
-
+__all__ = ["CoopNode", "main"]
 
 # ----------------------------------------------------------------------------- the node
 
-class CoopNode(Node):
+class CoopNode(NodeParameters, NodeDiagnostics, Node):
     """The coop_node (see the module docstring). Construction raises ConfigError (a CoopError)
     for bad parameters, missing meshes or an unusable backend, naming the bad value."""
 
@@ -235,7 +99,7 @@ class CoopNode(Node):
         self.specs = {o.name: o for o in self.cfg.objects}
 
         # state shared with the worker / diagnostics
-        self.rates = {k: _Rate() for k in INPUTS}
+        self.rates = {k: Rate() for k in INPUTS}
         self.latencies = deque(maxlen=100)     # stamp -> publish [s]
         self.proc_times = deque(maxlen=100)    # worker processing [s]
         self.frames_processed = 0
@@ -270,54 +134,6 @@ class CoopNode(Node):
                  f"{self.cfg.num_hypotheses} hypotheses, max_detections "
                  f"{self.cfg.max_detections}, time_budget {self.cfg.time_budget} s, "
                  f"input QoS {self.cfg.qos}, device {self.cfg.device}")
-
-    # ------------------------------------------------------------------ parameters
-    def _declare(self) -> None:
-        for name, (default, desc) in PARAMETERS.items():
-            if name == "objects.names":
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
-                    description=desc, type=ParameterType.PARAMETER_STRING_ARRAY))
-            else:
-                self.declare_parameter(name, default, ParameterDescriptor(
-                    description=desc, dynamic_typing=True))
-        for n in self._object_names():
-            for suffix, (default, desc) in OBJECT_PARAMETERS.items():
-                self.declare_parameter(f"objects.{n}.{suffix}", default, ParameterDescriptor(
-                    description=desc, dynamic_typing=True))
-
-    def _object_names(self) -> list:
-        try:
-            v = self.get_parameter("objects.names").value
-        except ParameterUninitializedException:
-            return []
-        return list(v or [])
-
-    def _read_flat(self) -> dict:
-        flat = {}
-        for name in PARAMETERS:
-            if name == "objects.names":
-                flat[name] = self._object_names()
-            else:
-                flat[name] = self.get_parameter(name).value
-        for n in flat["objects.names"]:
-            for suffix in OBJECT_PARAMETERS:
-                flat[f"objects.{n}.{suffix}"] = self.get_parameter(f"objects.{n}.{suffix}").value
-        return flat
-
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        changes = {p.name: p.value for p in params}
-        try:
-            new = self.cfg.updated(changes)
-        except ConfigError as e:
-            self.get_logger().warning(f"parameter change rejected: {e}")
-            return SetParametersResult(successful=False, reason=str(e))
-        with self._lock:
-            rebuild = (new.sync_slop != self.cfg.sync_slop or new.mode != self.cfg.mode)
-            self.cfg = new
-            if rebuild:
-                self._sync = self._make_sync()
-        self.get_logger().info(f"parameters changed: {changes}")
-        return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ I/O
     def _make_sync(self) -> ApproximateSync:
@@ -407,20 +223,6 @@ class CoopNode(Node):
             matched["t_recv"] = now
             self._slot.put(matched)
 
-    _last_match: float | None = None
-
-    def _sync_stalled(self, now: float, quiet_s: float = 3.0) -> bool:
-        return self._last_match is None or now - self._last_match > quiet_s
-
-    def _mismatch_text(self, m) -> str:
-        def st(ns):
-            return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-        return (f"inputs not matched within sync_slop {self.cfg.sync_slop * 1000:.0f} ms: "
-                f"{m.pivot} '{self.resolve_topic_name(m.pivot)}' stamp {st(m.pivot_stamp)}, "
-                f"nearest {m.stream} '{self.resolve_topic_name(m.stream)}' stamp "
-                f"{st(m.nearest_stamp)} ({m.offset_ms:+.1f} ms); "
-                f"{self._sync.unmatchable} images unmatched so far")
-
     # ------------------------------------------------------------------ worker
     def _worker_main(self) -> None:
         try:
@@ -470,15 +272,6 @@ class CoopNode(Node):
     def _error(self, text: str) -> None:
         self.last_error = text
         self.last_error_time = time.monotonic()
-
-    def _sync_estimator_config(self, cfg: NodeConfig) -> None:
-        est = self._estimator
-        pc = est.config
-        if (pc.refine_iterations, pc.rgbd_refine_iterations, pc.min_score) != (
-                cfg.refine_iterations, cfg.rgbd_refine_iterations, cfg.min_score):
-            est.config = replace(pc, refine_iterations=cfg.refine_iterations,
-                                 rgbd_refine_iterations=cfg.rgbd_refine_iterations,
-                                 min_score=cfg.min_score).validate()
 
     def _camera_info_for(self, stamp: int, slop_ns: int, wait_s: float = 0.3):
         """(camera_info or None, notes): the one with the image's stamp (waits up to ``wait_s``
@@ -573,91 +366,6 @@ class CoopNode(Node):
             self.frames_processed += 1
 
     # ------------------------------------------------------------------ diagnostics
-    def diagnostics_status(self) -> DiagnosticStatus:
-        now = time.monotonic()
-        cfg = self.cfg
-        st = DiagnosticStatus(name=f"{self.get_name()}: pose estimation", hardware_id="coop_ros")
-        level, msgs = DiagnosticStatus.OK, []
-
-        def add(lvl, text):
-            nonlocal level
-            level = max(level, lvl)
-            msgs.append(text)
-        img_last, depth_last = self.rates["image"].last(), self.rates["depth"].last()
-        images_flowing = img_last is not None and now - img_last < max(cfg.depth_timeout, 1.0)
-        img_first = self.rates["image"].first
-        # two images in a row without a depth (one alone may just be ahead of its depth)
-        if cfg.mode == "rgbd" and images_flowing and self._images_since_depth >= 2 \
-                and now - img_first > cfg.depth_timeout and (
-                depth_last is None or now - depth_last > cfg.depth_timeout):
-            since = "ever" if depth_last is None else f"{now - depth_last:.1f} s"
-            add(DiagnosticStatus.ERROR,
-                f"mode 'rgbd' but no depth image on '{self.resolve_topic_name('depth')}' for "
-                f"{since} while images arrive: no frame can be processed (publish depth or set "
-                "mode:=rgb)")
-            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
-        if images_flowing and self._camera_infos.latest is None and now - img_first > 1.0:
-            add(DiagnosticStatus.ERROR,
-                f"no camera_info on '{self.resolve_topic_name('camera_info')}' while images "
-                "arrive")
-            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
-        det_last = self.rates["detections"].last()
-        if images_flowing and now - img_first > 2.0 and (det_last is None or
-                                                          now - det_last > 5.0):
-            add(DiagnosticStatus.WARN,
-                f"no detections on '{self.resolve_topic_name('detections')}' for "
-                f"{'ever' if det_last is None else f'{now - det_last:.1f} s'} while images "
-                "arrive: nothing to estimate")
-            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
-        recent = [m for m in list(self._sync.mismatches) if m.t is not None and now - m.t < 10.0]
-        if recent and self._sync_stalled(now):
-            add(DiagnosticStatus.WARN, self._mismatch_text(recent[-1]))
-        for key, (text, t) in list(self._qos_issues.items()):
-            if now - t < 30.0:
-                add(DiagnosticStatus.ERROR if not key.startswith("output") else
-                    DiagnosticStatus.WARN, text)
-        for lvl, text, t in list(self._notes.values()):
-            if now - t < 10.0:
-                add(DiagnosticStatus.ERROR if lvl == "error" else DiagnosticStatus.WARN, text)
-        if self.last_error and now - self.last_error_time < 10.0:
-            add(DiagnosticStatus.WARN, f"last error: {self.last_error[:500]}")
-        st.level = level
-        st.message = "; ".join(msgs) if msgs else "ok"
-        lat = list(self.latencies)
-        proc = list(self.proc_times)
-        wait = self._sync.max_wait()
-        vals = {
-            "backend": self.backend_name, "mode": cfg.mode,
-            **{f"rate_{k} [Hz]": f"{r.hz(now):.2f}" for k, r in self.rates.items()},
-            **{f"received_{k}": str(r.total) for k, r in self.rates.items()},
-            "frames_matched": str(self._sync.matched),
-            "frames_processed": str(self.frames_processed),
-            "frames_with_failures": str(self.frames_failed),
-            "frames_dropped_stale": str(self._slot.dropped),
-            "frames_too_old": str(self.frames_stale),
-            "detections_skipped": str(self.detections_skipped),
-            "sync_dropped": str(sum(self._sync.dropped.values())),
-            "sync_unmatched": str(self._sync.unmatchable),
-            # first -> last input of a frame arriving, worst of the last 100 frames
-            "sync_wait_max [ms]": f"{wait[0] * 1e3:.0f} ({wait[1]} last)" if wait else "",
-            "latency_last [ms]": f"{lat[-1] * 1e3:.1f}" if lat else "",
-            "latency_mean [ms]": f"{np.mean(lat) * 1e3:.1f}" if lat else "",
-            "latency_max [ms]": f"{np.max(lat) * 1e3:.1f}" if lat else "",
-            "processing_mean [ms]": f"{np.mean(proc) * 1e3:.1f}" if proc else "",
-            "processing_max [ms]": f"{np.max(proc) * 1e3:.1f}" if proc else "",
-            "last_error": self.last_error[:500],
-        }
-        st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
-        return st
-
-    def _publish_diagnostics(self) -> None:
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status.append(self.diagnostics_status())
-        with self._pub_lock:
-            if not self._stop.is_set():
-                self.pub_diag.publish(arr)
-
     # ------------------------------------------------------------------ shutdown
     def destroy_node(self):
         """Stop the worker (the estimation stops at its next stage boundary; nothing is published

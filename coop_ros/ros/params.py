@@ -27,12 +27,14 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from coop_ros.errors import InputError
 
-__all__ = ["ConfigError", "ObjectSpec", "NodeConfig", "PARAMETERS", "RUNTIME_PARAMETERS", "INPUTS",
+__all__ = ["ConfigError", "ObjectSpec", "NodeConfig", "Param", "TABLE", "PARAMETERS",
+           "RUNTIME_PARAMETERS", "INPUTS",
            "parse_symmetry", "read_objects_file"]
 
 
@@ -40,56 +42,6 @@ class ConfigError(InputError):
     """A bad node parameter; the message names the parameter and the bad value."""
 
 
-#: Parameter name -> (default, description). Order = declaration order; nested names use dots.
-PARAMETERS: dict[str, tuple] = {
-    "mode": ("rgbd", "rgb | rgbd: RGB-only or RGB-D estimation (rgbd needs the depth topic)"),
-    "num_hypotheses": (5, "coarse hypotheses refined and scored per detection [1, 64]"),
-    "backend": ("auto", "auto | weight-free | coop (coop needs the checkpoints)"),
-    "checkpoints.coarse": ("", "coop backend: coarse network checkpoint (.pt)"),
-    "checkpoints.refiner": ("", "coop backend: refiner network checkpoint (.pt)"),
-    "checkpoints.selection": ("", "coop backend: selection network checkpoint (.pt)"),
-    "device": ("cpu", "cpu | cuda | cuda:<i> (renderer and networks)"),
-    "precision": ("fp32", "fp32 | bf16: the coop backend's networks under bfloat16 autocast"),
-    "crop_size": (224, "side of the query / template crop [px], multiple of 16, >= 64"),
-    "n_templates": (42, "template views: 12, 42, 162 or 642"),
-    "template_cache_dir": ("", "template-bank cache folder ('' = $COOP_ROS_CACHE or "
-                               "~/.cache/coop_ros/templates, 'none' = no cache)"),
-    "refine_iterations": (4, "RGB render-and-compare iterations per hypothesis [0, 50]"),
-    "rgbd_refine_iterations": (2, "RGB-D refinement iterations per hypothesis [0, 50]"),
-    "min_score": (0.0, "results with a lower selection score are reported as failed [0, 1]"),
-    "max_detections": (20, "detections estimated per frame, highest detector scores first; the "
-                           "rest are reported as skipped (0 = no limit)"),
-    "time_budget": (10.0, "per-frame time budget [s]: refinement stops when it is spent and the "
-                          "best pose so far is published (marked best_so_far), detections not "
-                          "started are reported as skipped (0 = no limit)"),
-    "discard_older_than_ms": (0, "frames whose image stamp is older than this [ms] when the "
-                                 "worker takes them are answered with every detection skipped "
-                                 "(stale_input) (0 = off)"),
-    "sync_slop": (0.05, "approximate-time synchronisation tolerance [s]"),
-    "sync_queue_size": (10, "messages kept per input stream while synchronising"),
-    "frame_prefix": ("coop/", "TF child frames are <frame_prefix><object>_<k>"),
-    "camera_frame": ("", "parent frame of the TFs ('' = the image header's frame_id)"),
-    "image_transport": ("raw", "raw (sensor_msgs/Image on 'image') | compressed "
-                               "(sensor_msgs/CompressedImage on 'image/compressed')"),
-    "qos.image.reliability": ("best_effort", "QoS reliability of the image subscription: "
-                                             "best_effort (sensor data, REP-2003) | reliable"),
-    "qos.depth.reliability": ("best_effort", "QoS reliability of the depth subscription"),
-    "qos.camera_info.reliability": ("best_effort", "QoS reliability of the camera_info "
-                                                   "subscription"),
-    "qos.detections.reliability": ("reliable", "QoS reliability of the detections "
-                                               "subscription"),
-    "depth_timeout": (2.0, "rgbd: seconds of images without depth before a diagnostic error"),
-    "diagnostics_period": (1.0, "period of /diagnostics [s]"),
-    "publish.tf": (True, "TF per instance on /tf"),
-    "publish.object_poses": (True, "PoseWithCovarianceStamped on coop/pose/<object>"),
-    "publish.estimates": (True, "coop_ros/ObjectPoseEstimateArray on coop/estimates"),
-    "publish.markers": (True, "visualization_msgs/MarkerArray on coop/markers"),
-    "publish.overlay": (True, "overlay sensor_msgs/Image on coop/overlay (renders: costs time)"),
-    "marker_type": ("mesh_resource", "mesh_resource (file:// URI) | triangle_list"),
-    "objects_file": ("", "YAML file with {objects: [{name, class_id, mesh, units, symmetry}]}"),
-    "objects.names": ([], "object names; each has objects.<name>.class_id / mesh / units / "
-                          "symmetry"),
-}
 #: the node's input topics (relative names)
 INPUTS = ("image", "depth", "camera_info", "detections")
 #: per-object parameter suffix -> (default, description)
@@ -99,16 +51,187 @@ OBJECT_PARAMETERS: dict[str, tuple] = {
     "units": ("mm", "units of the mesh file: mm | m"),
     "symmetry": ("none", "none | continuous:<axis> | discrete:<axis>:<n> | bop:<file>:<id>"),
 }
-#: parameters that may change while the node runs (the others need a restart)
-RUNTIME_PARAMETERS = frozenset({
-    "mode", "num_hypotheses", "refine_iterations", "rgbd_refine_iterations", "min_score",
-    "max_detections", "time_budget", "discard_older_than_ms", "sync_slop", "frame_prefix", "camera_frame", "depth_timeout", "marker_type",
-    "publish.tf", "publish.object_poses", "publish.estimates", "publish.markers",
-    "publish.overlay"})
-
-
 def _bad(name, why, value) -> ConfigError:
     return ConfigError(f"parameter '{name}' {why}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter of :data:`TABLE`: the one place its name, type, default, valid values,
+    meaning and run-time changeability are written. The node declares it from here, validates
+    it here (:meth:`validate`), and ``config/coop.yaml`` and the README's parameter table are
+    generated from here (:func:`render_yaml`, :func:`render_readme_table`; a test keeps them
+    current).
+
+    kind: ``choice`` (one of ``choices``), ``int`` / ``float`` (in [lo, hi], ``lo_open``: lo
+    excluded), ``bool``, ``str`` (``check``: a function returning what is wrong, or None), or
+    ``names`` (a list of object names).
+    """
+
+    name: str
+    default: Any
+    kind: str
+    doc: str
+    choices: tuple = ()
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    runtime: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+    def validate(self, v):
+        """The value, checked (ints as int, floats as float); raises ConfigError naming the
+        parameter, what it must be and the bad value."""
+        if self.kind == "choice":
+            if v not in self.choices:
+                raise _bad(self.name, f"must be one of {list(self.choices)}", v)
+            return v
+        if self.kind == "int":
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
+                    not self.lo <= v <= self.hi:
+                raise _bad(self.name, f"must be an integer in [{self.lo}, {self.hi}]", v)
+        elif self.kind == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < self.lo or v > self.hi or (self.lo_open and v <= self.lo):
+                raise _bad(self.name, f"must be a number in {'(' if self.lo_open else '['}"
+                           f"{self.lo}, {self.hi}]", v)
+            return float(v)
+        elif self.kind == "bool":
+            if not isinstance(v, bool):
+                raise _bad(self.name, "must be true or false", v)
+        elif self.kind == "str" and not isinstance(v, str):
+            raise _bad(self.name, self.check(None) if self.check else "must be a string", v)
+        if self.check is not None:
+            why = self.check(v)
+            if why:
+                raise _bad(self.name, why, v)
+        return int(v) if self.kind == "int" else v
+
+    def valid_values(self) -> str:
+        """The valid values in words (README / YAML / ROS parameter descriptions)."""
+        if self.kind == "choice":
+            return " | ".join(map(str, self.choices))
+        if self.kind in ("int", "float"):
+            fmt = "{:d}" if self.kind == "int" else "{:g}"
+            return f"{'(' if self.lo_open else '['}{fmt.format(self.lo)}, {fmt.format(self.hi)}]"
+        return ""
+
+
+def _device(v):
+    ok = isinstance(v, str) and (v in ("cpu", "cuda") or (v.startswith("cuda:")
+                                                            and v[5:].isdigit()))
+    return None if ok else "must be 'cpu', 'cuda' or 'cuda:<i>'"
+
+
+def _multiple_of_16(v):
+    return None if v % 16 == 0 else "must be a multiple of 16"
+
+
+def _text(what: str, no_spaces: bool = False):
+    def check(v):
+        if v is None or (no_spaces and any(c.isspace() for c in v)):
+            return f"must be {what}"
+        return None
+    return check
+
+
+_RT = {"runtime": True}
+#: Every node parameter, in declaration order (see :class:`Param`); nested names use dots.
+TABLE: tuple[Param, ...] = (
+    Param("mode", "rgbd", "choice", "RGB-only or RGB-D estimation (`rgbd` needs the `depth` "
+          "topic: 16UC1 mm or 32FC1 m)", choices=("rgb", "rgbd"), **_RT),
+    Param("num_hypotheses", 5, "int", "coarse hypotheses refined and scored per detection",
+          lo=1, hi=64, **_RT),
+    Param("backend", "auto", "choice", "`weight-free`; `coop` (the learned networks: needs at "
+          "least one checkpoint, a slot without one uses its weight-free implementation; a "
+          "missing / corrupt / wrong-architecture file stops the node with its path and "
+          "parameter name); `auto` (coop when a checkpoint is configured and loads, else "
+          "weight-free; the choice and its reason are logged)",
+          choices=("auto", "weight-free", "coop")),
+    *(Param(f"checkpoints.{k}", "", "str", f"coop backend: {k} network checkpoint "
+            "(`coop_ros-1` .pt file; '' = none)", check=_text("a file path or ''"))
+      for k in ("coarse", "refiner", "selection")),
+    Param("device", "cpu", "str", "`cpu`, `cuda` or `cuda:<i>` (renderer and networks)",
+          check=_device),
+    Param("precision", "fp32", "choice", "the coop backend's networks in fp32 or under "
+          "bfloat16 autocast", choices=("fp32", "bf16")),
+    Param("crop_size", 224, "int", "query / template crop side [px], a multiple of 16",
+          lo=64, hi=1024, check=_multiple_of_16),
+    Param("n_templates", 42, "choice", "template views", choices=(12, 42, 162, 642)),
+    Param("template_cache_dir", "", "str", "template-bank cache folder (`''`: "
+          "`$COOP_ROS_CACHE` or `~/.cache/coop_ros/templates`; `none`: no cache)",
+          check=_text("a folder path, '' or 'none'")),
+    Param("refine_iterations", 4, "int", "RGB render-and-compare iterations per hypothesis",
+          lo=0, hi=50, **_RT),
+    Param("rgbd_refine_iterations", 2, "int", "RGB-D refinement iterations per hypothesis",
+          lo=0, hi=50, **_RT),
+    Param("min_score", 0.0, "float", "estimates with a lower selection score are reported as "
+          "failed (`low_score`)", lo=0.0, hi=1.0, **_RT),
+    Param("max_detections", 20, "int", "detections estimated per frame, highest detector "
+          "scores first; the rest are reported as skipped (`max_detections`); 0 = no limit",
+          lo=0, hi=100000, **_RT),
+    Param("time_budget", 10.0, "float", "per-frame time budget [s]: refinement stops when it "
+          "is spent and the best pose so far is published (`best_so_far`); detections not "
+          "started are reported as skipped (`budget_exhausted`); 0 = no limit",
+          lo=0.0, hi=3600.0, **_RT),
+    Param("discard_older_than_ms", 0, "int", "frames whose image stamp is older than this [ms] "
+          "when the worker takes them are answered with every detection skipped "
+          "(`stale_input`); 0 = off (needs synchronised clocks)", lo=0, hi=86_400_000, **_RT),
+    Param("sync_slop", 0.05, "float", "approximate-time tolerance between image, detections "
+          "(and depth) [s]", lo=0.0, hi=10.0, **_RT),
+    Param("sync_queue_size", 10, "int", "messages kept per input while synchronising",
+          lo=1, hi=1000),
+    Param("frame_prefix", "coop/", "str", "TF child frames are `<frame_prefix><object>_<k>`",
+          check=_text("a string without spaces", no_spaces=True), **_RT),
+    Param("camera_frame", "", "str", "parent frame of the TFs (`''`: the image header's "
+          "frame_id)", check=_text("a frame name or ''"), **_RT),
+    Param("image_transport", "raw", "choice", "`raw` (sensor_msgs/Image on `image`) or "
+          "`compressed` (sensor_msgs/CompressedImage on `image/compressed`)",
+          choices=("raw", "compressed")),
+    *(Param(f"qos.{k}.reliability", "best_effort", "choice", f"QoS reliability of the {k} "
+            "subscription (sensor-data profile, REP-2003; `reliable` to require it)",
+            choices=("best_effort", "reliable")) for k in ("image", "depth", "camera_info")),
+    Param("qos.detections.reliability", "reliable", "choice", "QoS reliability of the "
+          "detections subscription (`best_effort` for a best-effort detector)",
+          choices=("best_effort", "reliable")),
+    Param("depth_timeout", 2.0, "float", "rgbd: seconds of images without depth before the "
+          "diagnostic ERROR", lo=0.0, hi=3600.0, lo_open=True, **_RT),
+    Param("diagnostics_period", 1.0, "float", "period of /diagnostics [s]", lo=0.0, hi=3600.0,
+          lo_open=True),
+    Param("publish.tf", True, "bool", "a TF per instance on /tf", **_RT),
+    Param("publish.object_poses", True, "bool", "PoseWithCovarianceStamped on "
+          "coop/pose/<object>", **_RT),
+    Param("publish.estimates", True, "bool", "coop_ros/ObjectPoseEstimateArray on "
+          "coop/estimates", **_RT),
+    Param("publish.markers", True, "bool", "visualization_msgs/MarkerArray on coop/markers",
+          **_RT),
+    Param("publish.overlay", True, "bool", "overlay sensor_msgs/Image on coop/overlay "
+          "(rendered only while subscribed)", **_RT),
+    Param("marker_type", "mesh_resource", "choice", "RViz markers: a mesh_resource (file:// "
+          "URI) or a triangle_list", choices=("mesh_resource", "triangle_list"), **_RT),
+    Param("objects_file", "", "str", "YAML file `{objects: [{name, class_id, mesh, units, "
+          "symmetry}]}` (config/objects.example.yaml; relative mesh paths are relative to the "
+          "file)", check=_text("a YAML file path or ''")),
+    Param("objects.names", [], "names", "object names; per name `objects.<name>.class_id` (the "
+          "detector's class_id, default: the name), `.mesh` (.ply / .obj), `.units` (mm | m; "
+          "an implausible size is logged as a warning), `.symmetry` (none | continuous:<axis> "
+          "| discrete:<axis>:<n> | bop:<models_info.json>:<obj_id>)"),
+)
+_BY_NAME = {p.name: p for p in TABLE}
+#: Parameter name -> (default, description) (declaration order; derived from :data:`TABLE`)
+PARAMETERS: dict[str, tuple] = {
+    p.name: (p.default, (f"{p.valid_values()}: " if p.valid_values() else "") + p.doc)
+    for p in TABLE}
+#: parameters that may change while the node runs (the others need a restart)
+RUNTIME_PARAMETERS = frozenset(p.name for p in TABLE if p.runtime)
+_D = {p.name: p.default for p in TABLE}
+
+
+def _group(prefix: str, suffix: str = "", values: dict | None = None) -> dict:
+    """{key: value} of the parameters ``<prefix><key><suffix>`` (defaults unless ``values``)."""
+    values = _D if values is None else values
+    return {p.name[len(prefix):len(p.name) - len(suffix)]: values[p.name] for p in TABLE
+            if p.name.startswith(prefix) and p.name.endswith(suffix)}
 
 
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
@@ -239,36 +362,31 @@ def read_objects_file(path) -> list[ObjectSpec]:
 class NodeConfig:
     """Validated node parameters (names as in :data:`PARAMETERS`, dots -> attributes)."""
 
-    mode: str = "rgbd"
-    num_hypotheses: int = 5
-    backend: str = "auto"
-    checkpoints: dict = field(default_factory=lambda: {"coarse": "", "refiner": "",
-                                                       "selection": ""})
-    device: str = "cpu"
-    precision: str = "fp32"
-    crop_size: int = 224
-    n_templates: int = 42
+    mode: str = _D["mode"]
+    num_hypotheses: int = _D["num_hypotheses"]
+    backend: str = _D["backend"]
+    checkpoints: dict = field(default_factory=lambda: _group("checkpoints."))
+    device: str = _D["device"]
+    precision: str = _D["precision"]
+    crop_size: int = _D["crop_size"]
+    n_templates: int = _D["n_templates"]
     template_cache_dir: str | None = None
-    refine_iterations: int = 4
-    rgbd_refine_iterations: int = 2
-    min_score: float = 0.0
-    max_detections: int = 20
-    time_budget: float = 10.0
-    discard_older_than_ms: int = 0
-    sync_slop: float = 0.05
-    sync_queue_size: int = 10
-    frame_prefix: str = "coop/"
-    camera_frame: str = ""
-    image_transport: str = "raw"
-    qos: dict = field(default_factory=lambda: {"image": "best_effort", "depth": "best_effort",
-                                               "camera_info": "best_effort",
-                                               "detections": "reliable"})
-    depth_timeout: float = 2.0
-    diagnostics_period: float = 1.0
-    publish: dict = field(default_factory=lambda: {"tf": True, "object_poses": True,
-                                                   "estimates": True, "markers": True,
-                                                   "overlay": True})
-    marker_type: str = "mesh_resource"
+    refine_iterations: int = _D["refine_iterations"]
+    rgbd_refine_iterations: int = _D["rgbd_refine_iterations"]
+    min_score: float = _D["min_score"]
+    max_detections: int = _D["max_detections"]
+    time_budget: float = _D["time_budget"]
+    discard_older_than_ms: int = _D["discard_older_than_ms"]
+    sync_slop: float = _D["sync_slop"]
+    sync_queue_size: int = _D["sync_queue_size"]
+    frame_prefix: str = _D["frame_prefix"]
+    camera_frame: str = _D["camera_frame"]
+    image_transport: str = _D["image_transport"]
+    qos: dict = field(default_factory=lambda: _group("qos.", ".reliability"))
+    depth_timeout: float = _D["depth_timeout"]
+    diagnostics_period: float = _D["diagnostics_period"]
+    publish: dict = field(default_factory=lambda: _group("publish."))
+    marker_type: str = _D["marker_type"]
     objects: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
@@ -278,48 +396,12 @@ class NodeConfig:
         def get(name):
             return p.get(name, PARAMETERS[name][0])
 
-        def integer(name, lo, hi):
-            v = get(name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise _bad(name, f"must be an integer in [{lo}, {hi}]", v)
-            return int(v)
-
-        def number(name, lo, hi, lo_open=False):
-            v = get(name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < lo or v > hi or (lo_open and v <= lo):
-                raise _bad(name, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}]", v)
-            return float(v)
-
-        def choice(name, options):
-            v = get(name)
-            if v not in options:
-                raise _bad(name, f"must be one of {list(options)}", v)
-            return v
-
-        def boolean(name):
-            v = get(name)
-            if not isinstance(v, bool):
-                raise _bad(name, "must be true or false", v)
-            return v
-
         known = set(PARAMETERS)
         for k in p:
             if k not in known and not k.startswith("objects."):
                 raise ConfigError(f"unknown parameter '{k}' (known: {sorted(known)})")
-        device = get("device")
-        if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or (
-                device.startswith("cuda:") and device[5:].isdigit())):
-            raise _bad("device", "must be 'cpu', 'cuda' or 'cuda:<i>'", device)
-        crop = integer("crop_size", 64, 1024)
-        if crop % 16:
-            raise _bad("crop_size", "must be a multiple of 16", crop)
-        n_t = get("n_templates")
-        if n_t not in (12, 42, 162, 642):
-            raise _bad("n_templates", "must be one of 12, 42, 162, 642", n_t)
-        cache = get("template_cache_dir")
-        if not isinstance(cache, str):
-            raise _bad("template_cache_dir", "must be a folder path, '' or 'none'", cache)
+        v = {prm.name: prm.validate(get(prm.name)) for prm in TABLE if prm.kind != "names"}
+        cache = v["template_cache_dir"]
         if cache.lower() == "none":
             cache = None
         elif cache == "":
@@ -327,47 +409,14 @@ class NodeConfig:
                 Path.home() / ".cache" / "coop_ros" / "templates")
         else:
             cache = str(Path(cache).expanduser())
-        ckpts = {}
-        for k in ("coarse", "refiner", "selection"):
-            v = get(f"checkpoints.{k}")
-            if not isinstance(v, str):
-                raise _bad(f"checkpoints.{k}", "must be a file path or ''", v)
-            ckpts[k] = v
-        prefix = get("frame_prefix")
-        if not isinstance(prefix, str) or any(c.isspace() for c in prefix):
-            raise _bad("frame_prefix", "must be a string without spaces", prefix)
-        cam = get("camera_frame")
-        if not isinstance(cam, str):
-            raise _bad("camera_frame", "must be a frame name or ''", cam)
-        cfg = cls(
-            mode=choice("mode", ("rgb", "rgbd")),
-            num_hypotheses=integer("num_hypotheses", 1, 64),
-            backend=choice("backend", ("auto", "weight-free", "coop")),
-            checkpoints=ckpts, device=device, precision=choice("precision", ("fp32", "bf16")),
-            crop_size=crop, n_templates=n_t,
-            template_cache_dir=cache,
-            refine_iterations=integer("refine_iterations", 0, 50),
-            rgbd_refine_iterations=integer("rgbd_refine_iterations", 0, 50),
-            min_score=number("min_score", 0.0, 1.0),
-            max_detections=integer("max_detections", 0, 100000),
-            time_budget=number("time_budget", 0.0, 3600.0),
-            discard_older_than_ms=integer("discard_older_than_ms", 0, 86_400_000),
-            sync_slop=number("sync_slop", 0.0, 10.0),
-            sync_queue_size=integer("sync_queue_size", 1, 1000),
-            frame_prefix=prefix, camera_frame=cam,
-            image_transport=choice("image_transport", ("raw", "compressed")),
-            qos={k: choice(f"qos.{k}.reliability", ("best_effort", "reliable"))
-                 for k in INPUTS},
-            depth_timeout=number("depth_timeout", 0.0, 3600.0, lo_open=True),
-            diagnostics_period=number("diagnostics_period", 0.0, 3600.0, lo_open=True),
-            publish={k: boolean(f"publish.{k}") for k in
-                     ("tf", "object_poses", "estimates", "markers", "overlay")},
-            marker_type=choice("marker_type", ("mesh_resource", "triangle_list")),
-        )
+        plain = {f.name for f in fields(cls)} - {"checkpoints", "qos", "publish", "objects",
+                                                 "template_cache_dir"}
+        cfg = cls(**{k: v[k] for k in plain}, template_cache_dir=cache,
+                  checkpoints=_group("checkpoints.", values=v), qos=_group("qos.", ".reliability",
+                                                                            values=v),
+                  publish=_group("publish.", values=v))
         objects = []
-        of = get("objects_file")
-        if not isinstance(of, str):
-            raise _bad("objects_file", "must be a YAML file path or ''", of)
+        of = v["objects_file"]
         if of:
             objects += read_objects_file(of)
         names = get("objects.names")
@@ -444,3 +493,122 @@ def _validate_plain(plain: dict) -> NodeConfig:
     tmp["objects.names"] = ["_"]
     tmp["objects._.mesh"] = "_"
     return NodeConfig.from_flat(tmp)
+
+
+# ----------------------------------------------------------------------------- generated files
+
+YAML_HEADER = """\
+# coop_node parameters (python -m coop_ros.ros.node --ros-args --params-file config/coop.yaml,
+# or ros2 launch coop_ros coop.launch.py config:=...). Every value is validated at start; a bad
+# one stops the node with a message naming it. (*) = may be changed while the node runs
+# (ros2 param set /coop_node <name> <value>); the others need a restart.
+# Generated from coop_ros/ros/params.py (TABLE): python -m coop_ros.ros.params --write
+/**:
+  ros__parameters:
+"""
+YAML_OBJECTS = """\
+    # ... and/or one block per object (ROS parameters cannot hold a list of dicts):
+    # objects:
+    #   names: [cereal_box, soup_can]
+    #   cereal_box:
+    #     class_id: "1"        # the vision_msgs class_id of the detector for this object
+    #     mesh: /data/models/obj_000001.ply
+    #     units: mm            # mm | m (a size implausible for the units is logged as a warning)
+    #     symmetry: none       # none | continuous:<axis> | discrete:<axis>:<n> | bop:<models_info.json>:<id>
+    #   soup_can:
+    #     class_id: "2"
+    #     mesh: /data/models/obj_000002.ply
+    #     units: mm
+    #     symmetry: continuous:z
+"""
+README_BEGIN = "<!-- parameters: generated from coop_ros/ros/params.py (TABLE) -->"
+README_END = "<!-- parameters: end -->"
+
+
+def _yaml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+def render_yaml() -> str:
+    """config/coop.yaml: every parameter of :data:`TABLE` (but ``objects.names``) with its
+    default and, as a comment, its valid values and meaning; (*) marks run-time parameters."""
+    import textwrap
+    lines = [YAML_HEADER.rstrip("\n")]
+    open_groups: list[str] = []
+    col = 31
+    for prm in TABLE:
+        if prm.kind == "names":
+            continue
+        *groups, key = prm.name.split(".")
+        while open_groups and open_groups != groups[:len(open_groups)]:
+            open_groups.pop()
+        for g in groups[len(open_groups):]:
+            lines.append(" " * (4 + 2 * len(open_groups)) + f"{g}:")
+            open_groups.append(g)
+        head = " " * (4 + 2 * len(groups)) + f"{key}: {_yaml_value(prm.default)}"
+        vals = prm.valid_values()
+        text = ("(*) " if prm.runtime else "") + (f"{vals}: " if vals else "") + \
+            prm.doc.replace("`", "")
+        first_width = 100 - max(len(head) + 1, col) - 2
+        wrapped = textwrap.wrap(text, width=first_width, break_on_hyphens=False) or [""]
+        rest = textwrap.wrap(" ".join(wrapped[1:]), width=100 - col - 6, break_on_hyphens=False)
+        lines.append(f"{head.ljust(col - 1)} # {wrapped[0]}")
+        lines += [" " * col + f"#     {w}" for w in rest]
+    return "\n".join(lines) + "\n" + YAML_OBJECTS
+
+
+def _md_default(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f"`{v}`" if v else '`""`'
+    if isinstance(v, list):
+        return "—"
+    return str(v)
+
+
+def render_readme_table() -> str:
+    """The README's parameter table (between :data:`README_BEGIN` and :data:`README_END`)."""
+    rows = [README_BEGIN, "", "| parameter | default | valid values | meaning |", "|---|---|---|---|"]
+    for prm in TABLE:
+        vals = prm.valid_values().replace(" | ", ", ")
+        rows.append(f"| `{prm.name}`{' (*)' if prm.runtime else ''} | {_md_default(prm.default)} "
+                    f"| {vals} | {prm.doc} |")
+    return "\n".join(rows + ["", README_END])
+
+
+def _readme_with_table(readme: str) -> str:
+    i, j = readme.index(README_BEGIN), readme.index(README_END) + len(README_END)
+    return readme[:i] + render_readme_table() + readme[j:]
+
+
+def main(argv=None) -> int:
+    """``python -m coop_ros.ros.params [--write]``: check (or rewrite) config/coop.yaml and the
+    README's parameter table against :data:`TABLE`; exit 1 when they differ (without --write)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--write", action="store_true", help="rewrite the generated files")
+    ap.add_argument("--root", default=str(Path(__file__).resolve().parents[2]))
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    files = {root / "config" / "coop.yaml": render_yaml()}
+    readme = root / "README.md"
+    files[readme] = _readme_with_table(readme.read_text())
+    stale = [p for p, text in files.items() if p.read_text() != text]
+    if args.write:
+        for p in stale:
+            p.write_text(files[p])
+            print(f"wrote {p}")
+        return 0
+    for p in stale:
+        print(f"{p} is not what coop_ros/ros/params.py (TABLE) generates: run "
+              "python -m coop_ros.ros.params --write")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""The node's /diagnostics: input rates, frame counters, latency, and what is wrong with the
+inputs (no depth in mode rgbd, no camera_info, no detections, unmatched stamps, incompatible QoS,
+recent notes and errors), each problem naming the topic and the likely fix. Times are
+``time.monotonic()`` seconds.
+
+:class:`NodeDiagnostics` is a part of :class:`coop_ros.ros.node.CoopNode`: it reads the node's
+counters (``rates``, ``latencies``, ``proc_times``, ``frames_*``, ``_sync``, ``_slot``, ...) and
+publishes on ``pub_diag``.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+__all__ = ["Rate", "NodeDiagnostics"]
+
+
+class Rate:
+    """Message counter -> rate over the last window."""
+
+    def __init__(self):
+        self.times = deque(maxlen=200)
+        self.total = 0
+        self.first = None
+
+    def tick(self, t: float) -> None:
+        if self.first is None:
+            self.first = t
+        self.times.append(t)
+        self.total += 1
+
+    def hz(self, now: float, window: float = 5.0) -> float:
+        ts = [t for t in self.times if now - t <= window]
+        if len(ts) < 2:
+            return 0.0
+        return (len(ts) - 1) / max(ts[-1] - ts[0], 1e-6)
+
+    def last(self) -> float | None:
+        return self.times[-1] if self.times else None
+
+
+class NodeDiagnostics:
+    """/diagnostics of the node (module docstring)."""
+
+    _last_match: float | None = None
+
+    def _sync_stalled(self, now: float, quiet_s: float = 3.0) -> bool:
+        return self._last_match is None or now - self._last_match > quiet_s
+
+    def _mismatch_text(self, m) -> str:
+        def st(ns):
+            return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+        return (f"inputs not matched within sync_slop {self.cfg.sync_slop * 1000:.0f} ms: "
+                f"{m.pivot} '{self.resolve_topic_name(m.pivot)}' stamp {st(m.pivot_stamp)}, "
+                f"nearest {m.stream} '{self.resolve_topic_name(m.stream)}' stamp "
+                f"{st(m.nearest_stamp)} ({m.offset_ms:+.1f} ms); "
+                f"{self._sync.unmatchable} images unmatched so far")
+
+    def diagnostics_status(self) -> DiagnosticStatus:
+        now = time.monotonic()
+        cfg = self.cfg
+        st = DiagnosticStatus(name=f"{self.get_name()}: pose estimation", hardware_id="coop_ros")
+        level, msgs = DiagnosticStatus.OK, []
+
+        def add(lvl, text):
+            nonlocal level
+            level = max(level, lvl)
+            msgs.append(text)
+        img_last, depth_last = self.rates["image"].last(), self.rates["depth"].last()
+        images_flowing = img_last is not None and now - img_last < max(cfg.depth_timeout, 1.0)
+        img_first = self.rates["image"].first
+        # two images in a row without a depth (one alone may just be ahead of its depth)
+        if cfg.mode == "rgbd" and images_flowing and self._images_since_depth >= 2 \
+                and now - img_first > cfg.depth_timeout and (
+                depth_last is None or now - depth_last > cfg.depth_timeout):
+            since = "ever" if depth_last is None else f"{now - depth_last:.1f} s"
+            add(DiagnosticStatus.ERROR,
+                f"mode 'rgbd' but no depth image on '{self.resolve_topic_name('depth')}' for "
+                f"{since} while images arrive: no frame can be processed (publish depth or set "
+                "mode:=rgb)")
+            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
+        if images_flowing and self._camera_infos.latest is None and now - img_first > 1.0:
+            add(DiagnosticStatus.ERROR,
+                f"no camera_info on '{self.resolve_topic_name('camera_info')}' while images "
+                "arrive")
+            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
+        det_last = self.rates["detections"].last()
+        if images_flowing and now - img_first > 2.0 and (det_last is None or
+                                                          now - det_last > 5.0):
+            add(DiagnosticStatus.WARN,
+                f"no detections on '{self.resolve_topic_name('detections')}' for "
+                f"{'ever' if det_last is None else f'{now - det_last:.1f} s'} while images "
+                "arrive: nothing to estimate")
+            self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
+        recent = [m for m in list(self._sync.mismatches) if m.t is not None and now - m.t < 10.0]
+        if recent and self._sync_stalled(now):
+            add(DiagnosticStatus.WARN, self._mismatch_text(recent[-1]))
+        for key, (text, t) in list(self._qos_issues.items()):
+            if now - t < 30.0:
+                add(DiagnosticStatus.ERROR if not key.startswith("output") else
+                    DiagnosticStatus.WARN, text)
+        for lvl, text, t in list(self._notes.values()):
+            if now - t < 10.0:
+                add(DiagnosticStatus.ERROR if lvl == "error" else DiagnosticStatus.WARN, text)
+        if self.last_error and now - self.last_error_time < 10.0:
+            add(DiagnosticStatus.WARN, f"last error: {self.last_error[:500]}")
+        st.level = level
+        st.message = "; ".join(msgs) if msgs else "ok"
+        lat = list(self.latencies)
+        proc = list(self.proc_times)
+        wait = self._sync.max_wait()
+        vals = {
+            "backend": self.backend_name, "mode": cfg.mode,
+            **{f"rate_{k} [Hz]": f"{r.hz(now):.2f}" for k, r in self.rates.items()},
+            **{f"received_{k}": str(r.total) for k, r in self.rates.items()},
+            "frames_matched": str(self._sync.matched),
+            "frames_processed": str(self.frames_processed),
+            "frames_with_failures": str(self.frames_failed),
+            "frames_dropped_stale": str(self._slot.dropped),
+            "frames_too_old": str(self.frames_stale),
+            "detections_skipped": str(self.detections_skipped),
+            "sync_dropped": str(sum(self._sync.dropped.values())),
+            "sync_unmatched": str(self._sync.unmatchable),
+            # first -> last input of a frame arriving, worst of the last 100 frames
+            "sync_wait_max [ms]": f"{wait[0] * 1e3:.0f} ({wait[1]} last)" if wait else "",
+            "latency_last [ms]": f"{lat[-1] * 1e3:.1f}" if lat else "",
+            "latency_mean [ms]": f"{np.mean(lat) * 1e3:.1f}" if lat else "",
+            "latency_max [ms]": f"{np.max(lat) * 1e3:.1f}" if lat else "",
+            "processing_mean [ms]": f"{np.mean(proc) * 1e3:.1f}" if proc else "",
+            "processing_max [ms]": f"{np.max(proc) * 1e3:.1f}" if proc else "",
+            "last_error": self.last_error[:500],
+        }
+        st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
+        return st
+
+    def _publish_diagnostics(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status.append(self.diagnostics_status())
+        with self._pub_lock:
+            if not self._stop.is_set():
+                self.pub_diag.publish(arr)
