@@ -41,7 +41,7 @@ def _errors(T, Tg, obj, K):
 
 def _overlay(est, key, rgb, K, T, box, path):
     H, W = rgb.shape[:2]
-    out = est.renderer.render(est._objects[key].key, T, K, width=W, height=H)
+    out = est.renderer.render(est.render_key(key), T, K, width=W, height=H)
     ov = draw_overlay(rgb, out.rgb[0], out.mask[0])
     x, y, w, h = box
     cv2.rectangle(ov, (int(x), int(y)), (int(x + w), int(y + h)), (255, 255, 0), 1)
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     Tg[:3, :3] = np.array(gt["cam_R_m2c"]).reshape(3, 3)
     Tg[:3, 3] = np.array(gt["cam_t_m2c"]) / 1000.0
     est.add_object("ycbv1", case / "obj_000001.ply", units="mm")
-    obj = est._objects["ycbv1"].obj
+    obj = est.object_model("ycbv1")
     box = info["bbox_visib"]
     print(f"== {case.name}: RGB, box bbox_visib {box}, {args.hypotheses} hypotheses")
     for coarse_only in (True, False):

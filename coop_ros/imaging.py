@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 __all__ = ["gray", "normalized_gray", "EdgeMap", "edge_map", "edge_points", "color_labels",
-           "entropy_bits", "signed_distance"]
+           "entropy_bits"]
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -122,12 +122,3 @@ def entropy_bits(counts: np.ndarray) -> np.ndarray:
     p = c / np.maximum(c.sum(-1, keepdims=True), 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):
         return -np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0).sum(-1)
-
-
-def signed_distance(mask: np.ndarray) -> np.ndarray:
-    """(H, W) float32 signed distance [px] to the boundary of a bool mask (> 0 inside, < 0
-    outside; +-0.5 on the pixels next to the boundary), OpenCV's exact L2 distance transform."""
-    m = np.asarray(mask).astype(np.uint8)
-    din = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    dout = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.where(m > 0, din - 0.5, 0.5 - dout).astype(np.float32)

@@ -70,16 +70,16 @@ def test_rgb_estimate_close_to_gt(setup):
 def test_refinement_improves_a_perturbed_pose(setup):
     est, obj, frames = setup
     rgb, depth, box, T = frames[1]
-    reg = est._objects[1]
+    key = est.render_key(1)
     rng = np.random.default_rng(3)
     T0 = perturb_pose(T, 6.0, 0.015, rng)
     q = QueryImage(rgb, K)
-    r = refine_rgb(T0, q, est.renderer, reg.key, obj, est.backend, iterations=4)
+    r = refine_rgb(T0, q, est.renderer, key, obj, est.backend, iterations=4)
     rot0, tr0 = pose_errors(T0, T)
     rot, tr = pose_errors(r.T, T)
     assert rot < 0.5 * rot0 and tr < 0.5 * tr0
     qd = QueryImage(rgb, K, depth)
-    r = refine_rgbd(T0, qd, est.renderer, reg.key, obj, est.backend)
+    r = refine_rgbd(T0, qd, est.renderer, key, obj, est.backend)
     rot, tr = pose_errors(r.T, T)
     assert rot < 1.0 and tr < 0.003
 

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(PoseResultJSON.clean(d), indent=1))
     if args.out and res.ok:
         H, W = rgb.shape[:2]
-        out = est.renderer.render(est._objects["object"].key, res.T_cam_obj, K, width=W, height=H)
+        out = est.renderer.render(est.render_key("object"), res.T_cam_obj, K, width=W, height=H)
         from coop_ros.render.overlay import draw_overlay
         ov = draw_overlay(rgb, out.rgb[0], out.mask[0])
         x, y, w, h = box

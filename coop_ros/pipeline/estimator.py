@@ -150,6 +150,12 @@ class PoseEstimator:
             raise InputError(f"unknown object id {obj_id!r}; registered: {sorted(map(str, self._objects))}")
         return self._objects[obj_id].key
 
+    def object_model(self, obj_id):
+        """The :class:`coop_ros.objects.ObjectModel` registered as ``obj_id`` (metres). Raises
+        InputError for an unknown id."""
+        self.render_key(obj_id)
+        return self._objects[obj_id].obj
+
     # ------------------------------------------------------------------ estimation
     def estimate(self, rgb, K, detections, depth=None, mode: str = "rgb",
                  num_hypotheses: int | None = None, coarse_only: bool = False,

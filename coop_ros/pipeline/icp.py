@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from coop_ros.errors import EstimationError
+from coop_ros.geometry.camera import backproject_depth
 from coop_ros.geometry.se3 import rotvec_to_matrix
 from coop_ros.pipeline.results import Reason
-from coop_ros.pipeline.views import QueryImage, pixel_grid, render_at, subsample_pixels
+from coop_ros.pipeline.views import QueryImage, render_at, subsample_pixels
 
 __all__ = ["icp_point_to_plane"]
 
@@ -37,14 +38,6 @@ def _normals(P: np.ndarray) -> np.ndarray:
     return n
 
 
-def _backproject_map(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    S0, S1 = depth.shape
-    g = pixel_grid(S1)[:S0]
-    z = depth.astype(np.float64)
-    return np.stack([(g[..., 0] - K[0, 2]) / K[0, 0] * z, (g[..., 1] - K[1, 2]) / K[1, 1] * z, z],
-                    -1)
-
-
 def _smooth_depth_points(z: np.ndarray, K: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     """Point map of the depth smoothed by a normalised Gaussian (holes ignored, kept as holes):
     for normals only -- central differences of raw depth with ~1 mm noise at sub-millimetre pixel
@@ -53,7 +46,7 @@ def _smooth_depth_points(z: np.ndarray, K: np.ndarray, sigma: float = 1.5) -> np
     num = cv2.GaussianBlur((z * v).astype(np.float32), (0, 0), sigma)
     den = cv2.GaussianBlur(v, (0, 0), sigma)
     zs = np.where((z > 0) & (den > 1e-3), num / np.maximum(den, 1e-3), 0.0)
-    return _backproject_map(zs, K)
+    return backproject_depth(zs, K)[0]
 
 
 def _depth_edges(z: np.ndarray, jump: float) -> np.ndarray:
@@ -146,8 +139,8 @@ def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, ob
         t0 = time.perf_counter()
         crop, Kc, rend = render_at(query, T, renderer, key, obj, size)
         zq = crop.warp(query.depth.astype(np.float32), "nearest").astype(np.float64)
-        Po = _backproject_map(zq, Kc)
-        Pr = _backproject_map(rend.depth, Kc)
+        Po = backproject_depth(zq, Kc)[0]
+        Pr = backproject_depth(rend.depth, Kc)[0]
         No = _normals(_smooth_depth_points(zq, Kc) if smooth_normals else Po)
         frac = k / max(iterations - 1, 1)
         gate = D * (0.10 * (1 - frac) + 0.015 * frac)
