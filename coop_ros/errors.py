@@ -9,6 +9,10 @@ class InputError(CoopError, ValueError):
     """Bad input data: non-finite intrinsics, degenerate box, wrong shape, wrong units..."""
 
 
+class BoxOutsideImageError(InputError):
+    """A detection box that lies entirely outside its image."""
+
+
 class EstimationError(CoopError, RuntimeError):
     """A solver could not produce a pose (too few correspondences, singular system, ...)."""
 

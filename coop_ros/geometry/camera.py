@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from coop_ros.errors import InputError
+from coop_ros.errors import BoxOutsideImageError, InputError
 from coop_ros.geometry.se3 import check_pose, transform_points
 
 __all__ = [
@@ -390,7 +390,8 @@ def make_crop(box_xywh, size: int = 224, margin: float = 0.2, image_size=None) -
         W, H = check_image_size(image_size)
         x, y, w, h = box
         if x + w <= 0 or y + h <= 0 or x >= W or y >= H:
-            raise InputError(f"box_xywh {box.tolist()} lies entirely outside the {W}x{H} image")
+            raise BoxOutsideImageError(f"box_xywh {box.tolist()} lies entirely outside the "
+                                       f"{W}x{H} image")
         image_size = (W, H)
     x, y, w, h = box
     center = np.array([x + w / 2.0 - 0.5, y + h / 2.0 - 0.5])

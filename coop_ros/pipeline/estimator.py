@@ -29,7 +29,7 @@ import numpy as np
 
 from coop_ros.backends import get_backend
 from coop_ros.pipeline.budget import Budget, StageTimes
-from coop_ros.errors import EstimationError, InputError
+from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
 from coop_ros.pipeline.refine import continue_search, refine_rgb, refine_rgbd
@@ -251,10 +251,10 @@ class PoseEstimator:
         t0 = time.perf_counter()
         try:
             crop = make_crop(box, size=cfg.crop_size, margin=cfg.crop_margin, image_size=(W, H))
+        except BoxOutsideImageError as e:
+            return fail(f"{Reason.BOX_OUTSIDE_IMAGE}: detection box: {e}")
         except InputError as e:
-            msg = str(e)
-            word = Reason.BOX_OUTSIDE_IMAGE if "outside" in msg else Reason.BAD_INPUT
-            return fail(f"{word}: detection box: {msg}")
+            return fail(f"{Reason.BAD_INPUT}: detection box: {e}")
         mask = None
         if det.mask is not None:
             mask = np.asarray(det.mask).astype(bool)

@@ -46,6 +46,12 @@ class Reason:
     NOT_REFINED = "not_refined"
 
 
+def reason_word(reason: str) -> str:
+    """The :class:`Reason` word a reason text ("<word>: <detail>") starts with; the one place
+    reason texts are taken apart."""
+    return reason.split(":", 1)[0].strip() if reason else ""
+
+
 @dataclass
 class Detection:
     """A 2D detection of one object instance.
@@ -260,6 +266,11 @@ class PoseResult:
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def reason_word(self) -> str:
+        """The :class:`Reason` word ``reason`` starts with ("" when there is none)."""
+        return reason_word(self.reason)
 
     @classmethod
     def failed(cls, obj_id, reason: str, **kw) -> "PoseResult":

@@ -46,7 +46,7 @@ class FrameOutput:
     no transform or no parent frame; ``object_poses`` [(object name, PoseWithCovarianceStamped)];
     ``marker_items`` / ``overlay_items`` / ``overlay_fail`` feed markers.py; ``rgb`` / ``K`` are
     None when the frame could not be converted; ``failures`` / ``skipped`` are
-    "<instance>: <reason>" lines."""
+    "<instance>: <reason>" lines; ``skipped_reasons``: {Reason word: count} of the skipped."""
 
     header: object
     poses: object
@@ -60,6 +60,7 @@ class FrameOutput:
     K: np.ndarray | None = None
     failures: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    skipped_reasons: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     results: list = field(default_factory=list)
 
@@ -174,7 +175,8 @@ class FrameProcessor:
             notes: extra :class:`Note` records of the caller (camera_info choice) to include.
         """
         from coop_ros.msg import ObjectPoseEstimate, ObjectPoseEstimateArray, PoseHypothesis
-        from coop_ros.pipeline.results import Detection, PoseResult, Reason
+        from coop_ros.pipeline.results import (STATUS_OK, STATUS_SKIPPED, Detection, PoseResult,
+                                              Reason)
         from vision_msgs.msg import Detection3DArray
 
         img_msg = frame["image"]
@@ -264,14 +266,17 @@ class FrameProcessor:
                 r = PoseResult.failed("", f"{Reason.UNKNOWN_OBJECT}: class_id {d['class_id']!r} "
                                           f"is not configured (known: {sorted(self.by_class)})")
             if not r.ok:
-                skipped = r.status == "skipped"
+                skipped = r.status == STATUS_SKIPPED
                 e.status = ObjectPoseEstimate.STATUS_SKIPPED if skipped else \
                     ObjectPoseEstimate.STATUS_FAILED
                 e.reason = r.reason
                 e.score = float(r.score) if np.isfinite(r.score) else 0.0
                 (out.skipped if skipped else out.failures).append(
                     f"{iid or d['class_id']}: {r.reason}")
-                out.overlay_fail.append({"box": d["box_xywh"], "label": r.reason.split(":")[0]})
+                if skipped:
+                    w = r.reason_word
+                    out.skipped_reasons[w] = out.skipped_reasons.get(w, 0) + 1
+                out.overlay_fail.append({"box": d["box_xywh"], "label": r.reason_word})
                 if r.timings:
                     e.timings = _timings(r.timings)
                 est_arr.estimates.append(e)
@@ -281,7 +286,7 @@ class FrameProcessor:
             e.pose = conv.pose_with_covariance(r.T_cam_obj, r.covariance)
             e.timings = _timings(r.timings)
             for h in r.hypotheses:
-                if h.status == "ok":
+                if h.status == STATUS_OK:
                     e.hypotheses.append(PoseHypothesis(
                         pose=conv.pose_with_covariance(h.T, h.covariance),
                         score=float(h.score) if np.isfinite(h.score) else 0.0))

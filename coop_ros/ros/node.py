@@ -56,6 +56,7 @@ from visualization_msgs.msg import MarkerArray
 
 from coop_ros.errors import CoopError
 from coop_ros.msg import ObjectPoseEstimateArray
+from coop_ros.pipeline.results import Reason
 from coop_ros.ros import conversions as conv
 from coop_ros.ros.diagnostics import NodeDiagnostics, Rate
 from coop_ros.ros.frame import FrameProcessor, Note
@@ -324,11 +325,8 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
             self.frames_failed += 1
         if out.skipped:
             self.detections_skipped += len(out.skipped)
-            kinds: dict = {}
-            for s in out.skipped:
-                w = s.split(": ", 1)[1].split(":")[0]
-                kinds[w] = kinds.get(w, 0) + 1
-            self.frames_stale += int("stale_input" in kinds)
+            kinds = out.skipped_reasons
+            self.frames_stale += int(Reason.STALE_INPUT in kinds)
             log.info(f"{where}: {len(out.poses.detections)} estimated, {len(out.skipped)} "
                      f"skipped ({', '.join(f'{k} {v}' for k, v in kinds.items())}); first: "
                      f"{out.skipped[0]}")
