@@ -6,7 +6,7 @@ Pixel convention (as :mod:`coop_ros.geometry.camera`): crop pixel coordinates ``
 ``n = r * (W/16) + c``) covers pixels ``16c .. 16c + 15`` and ``16r .. 16r + 15``; its centre is
 ``uv = (16c + 7.5, 16r + 7.5)``.
 
-Coarse "hybrid" correspondence (METHOD.md "Match position = (patch centre + U) x 16"), in
+Coarse "hybrid" correspondence (Co-op, CVPR 2025: match position = (patch centre + U) x 16), in
 continuous patch units where patch ``c'`` spans ``[c', c' + 1)`` (0 = the crop's outer edge):
 the point matched by query patch ``(r, c)``'s centre is ``(c' + 0.5 + U_x, r' + 0.5 + U_y)``,
 ``U`` in ``[-0.5, 0.5]^2``; times 16 this is in edge-based pixels, so in pixel-centre
@@ -335,7 +335,7 @@ def confidence_weights(certainty_logit: torch.Tensor, sensitivity: torch.Tensor,
                        R: float | torch.Tensor) -> torch.Tensor:
     """Flow confidence ``W = sigmoid(c) * s * (1 - exp(-R / b))`` (all inputs broadcastable).
 
-    ``1 - exp(-R / b) = P(|y - mu|_1 < R)`` for a Laplace flow of scale b (METHOD.md), computed
+    ``1 - exp(-R / b) = P(|y - mu|_1 < R)`` for a Laplace flow of scale b (Co-op's flow confidence), computed
     as ``-expm1(-R / b)``. W lies in [0, s] and grows with R.
 
     Args:

@@ -41,7 +41,7 @@ grazing angles         no depth beyond ``max_incidence_deg``
 range                  no depth outside [z_min, z_max]
 per-frame offset       one depth offset per frame (calibration drift); the real frames' median
                        observed - rendered depth: +0.5 mm (LINEMOD cat), +0.6 mm (YCB-Video
-                       gelatin box), -6..+7 mm over 8 LM-O objects of one frame (FINDINGS.md)
+                       gelatin box), -6..+7 mm over 8 LM-O objects of one frame (GT poses)
 =====================  ===========================================================================
 
 Invalid pixels are 0. :func:`simulate_depth` also returns why each pixel is invalid (bit flags
