@@ -8,8 +8,8 @@ from coop_ros.errors import InputError
 from coop_ros.geometry.se3 import make_pose, perturb_pose, pose_errors, random_rotation
 from coop_ros.pipeline import Detection, PoseConfig, PoseResult, Reason
 from coop_ros.pipeline.estimator import PoseEstimator
-from coop_ros.pipeline.refine import refine_rgb, refine_rgbd
-from coop_ros.pipeline.views import QueryImage
+from coop_ros.pipeline.refine import RefineSettings, Refiner
+from coop_ros.pipeline.views import QueryImage, RenderTarget
 
 K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
@@ -74,12 +74,13 @@ def test_refinement_improves_a_perturbed_pose(setup):
     rng = np.random.default_rng(3)
     T0 = perturb_pose(T, 6.0, 0.015, rng)
     q = QueryImage(rgb, K)
-    r = refine_rgb(T0, q, est.renderer, key, obj, est.backend, iterations=4)
+    target = RenderTarget(est.renderer, key, obj)
+    r = Refiner(target, est.backend, RefineSettings(iterations=4)).rgb(T0, q)
     rot0, tr0 = pose_errors(T0, T)
     rot, tr = pose_errors(r.T, T)
     assert rot < 0.5 * rot0 and tr < 0.5 * tr0
     qd = QueryImage(rgb, K, depth)
-    r = refine_rgbd(T0, qd, est.renderer, key, obj, est.backend)
+    r = Refiner(target, est.backend, RefineSettings(iterations=2)).rgbd(T0, qd)
     rot, tr = pose_errors(r.T, T)
     assert rot < 1.0 and tr < 0.003
 

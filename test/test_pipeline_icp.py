@@ -6,7 +6,7 @@ import pytest
 
 from coop_ros.geometry.se3 import make_pose, rotvec_to_matrix
 from coop_ros.pipeline.icp import icp_point_to_plane
-from coop_ros.pipeline.views import QueryImage
+from coop_ros.pipeline.views import QueryImage, RenderTarget
 
 K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
@@ -39,8 +39,9 @@ def test_icp_recovers_a_slide_of_a_flat_face(can_from_above):
     for d in ([2e-3, -2e-3, 0.0], [-2.5e-3, 0.0, 1e-3]):
         T0 = Tg.copy()
         T0[:3, 3] += d
-        T, cov, n, _ = icp_point_to_plane(T0, q, ren, "can", obj, 224, 10)
-        Tp, *_ = icp_point_to_plane(T0, q, ren, "can", obj, 224, 10, contour=False,
+        target = RenderTarget(ren, "can", obj, 224)
+        T, cov, n, _ = icp_point_to_plane(T0, q, target, 10)
+        Tp, *_ = icp_point_to_plane(T0, q, target, 10, contour=False,
                                      smooth_normals=False)
         e0, e, ep = (_slide_err_mm(A, Tg, obj) for A in (T0, T, Tp))
         print(f"\nslide {e0:.2f} mm -> ICP {e:.2f} mm (point-to-plane only: {ep:.2f} mm)")

@@ -32,8 +32,8 @@ from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
-from coop_ros.pipeline.refine import continue_search, refine_rgb, refine_rgbd
-from coop_ros.pipeline.views import QueryImage
+from coop_ros.pipeline.refine import RefineSettings, Refiner, continue_search
+from coop_ros.pipeline.views import QueryImage, RenderTarget
 from coop_ros.pipeline.results import (STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
 from coop_ros.pipeline.select import score_hypotheses
@@ -73,6 +73,7 @@ class _Registered:
         self.obj, self.bank, self.prepared, self.key, self.seconds = obj, bank, prepared, key, seconds
         self.proxy_key = proxy_key
         self.alternates = alternates   # (M, 4, 4) near-symmetries of the shape (objects.py)
+        self.refiners: dict = {}       # mode -> Refiner (PoseEstimator._refiner)
 
 
 class PoseEstimator:
@@ -366,22 +367,10 @@ class PoseEstimator:
         """Refine hypothesis ``h`` from its coarse pose in place (flow / ICP steps judged by the
         evidence, then the evidence search as ``search`` says); a refinement that raises keeps
         the coarse pose and says why in ``h.reason``."""
-        cfg = self.config
-        common = dict(size=cfg.crop_size, radius_px=cfg.flow_radius_px,
-                      min_correspondences=cfg.min_correspondences, evidence=evidence,
-                      evidence_key=reg.proxy_key, search=search)
+        refiner = self._refiner(reg, mode)
         try:
-            if mode == "rgb":
-                r = refine_rgb(h.T_coarse, query, self.renderer, reg.key, reg.obj, self.backend,
-                               iterations=self._flow_iterations("rgb"),
-                               lm_iterations=cfg.lm_iterations,
-                               inflation=self.inflation["rgb"], **common)
-            else:
-                r = refine_rgbd(h.T_coarse, query, self.renderer, reg.key, reg.obj, self.backend,
-                                iterations=self._flow_iterations("rgbd"),
-                                icp_iterations=cfg.icp_iterations,
-                                threshold_frac=cfg.magsac_threshold_frac,
-                                inflation=self.inflation["rgbd"], seed=cfg.seed, **common)
+            refine = refiner.rgb if mode == "rgb" else refiner.rgbd
+            r = refine(h.T_coarse, query, evidence=evidence, search=search)
             h.T, h.covariance, h.num_correspondences = r.T, r.covariance, r.num_correspondences
             h.score, h.score_terms = r.score, Evidence.as_dict(r.terms)
             for k, dt in enumerate(r.iteration_times):
@@ -391,6 +380,23 @@ class PoseEstimator:
             h.reason = f"{e} (coarse pose kept)"
         except (np.linalg.LinAlgError, cv2.error) as e:
             h.reason = f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} (coarse pose kept)"
+
+    def _refiner(self, reg, mode: str) -> Refiner:
+        """The :class:`Refiner` of registered object ``reg`` in ``mode`` under the current config
+        (built once per object and mode, again when the config's refinement settings change:
+        the node changes them at run time)."""
+        cfg = self.config
+        settings = RefineSettings(
+            iterations=self._flow_iterations(mode), lm_iterations=cfg.lm_iterations,
+            radius_px=cfg.flow_radius_px, min_correspondences=cfg.min_correspondences,
+            icp_iterations=cfg.icp_iterations, threshold_frac=cfg.magsac_threshold_frac,
+            seed=cfg.seed, inflation=self.inflation[mode])
+        ref = reg.refiners.get(mode)
+        if ref is None or ref.settings != settings or ref.target.size != cfg.crop_size:
+            ref = reg.refiners[mode] = Refiner(
+                RenderTarget(self.renderer, reg.key, reg.obj, cfg.crop_size), self.backend,
+                settings, evidence_key=reg.proxy_key)
+        return ref
 
     def _search_finer(self, h: Hypothesis, reg, evidence, mode: str) -> None:
         """The evidence search's finer levels on hypothesis ``h`` (in place); an object whose

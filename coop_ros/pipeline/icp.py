@@ -1,6 +1,6 @@
 """Projective point-to-plane ICP of a rendering onto the observed depth, with silhouette terms
 (rendered contour <-> observed depth edges): the last geometric step of RGB-D refinement
-(:func:`coop_ros.pipeline.refine.refine_rgbd`). Poses (4, 4) T_cam_obj [m]; depth [m] (0 = no
+(:meth:`coop_ros.pipeline.refine.Refiner.rgbd`). Poses (4, 4) T_cam_obj [m]; depth [m] (0 = no
 measurement); covariances (6, 6) in the ROS order about the camera axes [m^2, rad^2].
 
 Written here rather than taken from open3d: each step re-renders the model at the current pose
@@ -18,7 +18,7 @@ from coop_ros.errors import EstimationError
 from coop_ros.geometry.camera import backproject_depth
 from coop_ros.geometry.se3 import rotvec_to_matrix
 from coop_ros.pipeline.results import Reason
-from coop_ros.pipeline.views import QueryImage, render_at, subsample_pixels
+from coop_ros.pipeline.views import QueryImage, RenderTarget, render_at, subsample_pixels
 
 __all__ = ["icp_point_to_plane"]
 
@@ -110,7 +110,7 @@ def _contour_terms(rend, zq: np.ndarray, Kc: np.ndarray, T: np.ndarray, gate: fl
     return r_px * to_m, J * to_m[:, None]
 
 
-def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, size: int,
+def icp_point_to_plane(T0: np.ndarray, query: QueryImage, target: RenderTarget,
                        iterations: int = 10, inflation: float = 1.0, contour: bool = True,
                        smooth_normals: bool = True
                        ) -> tuple[np.ndarray, np.ndarray | None, int, list]:
@@ -134,10 +134,10 @@ def icp_point_to_plane(T0: np.ndarray, query: QueryImage, renderer, key: str, ob
     cov = None
     npairs = 0
     times = []
-    D = obj.diameter
+    D = target.obj.diameter
     for k in range(iterations):
         t0 = time.perf_counter()
-        crop, Kc, rend = render_at(query, T, renderer, key, obj, size)
+        crop, Kc, rend = render_at(query, T, target)
         zq = crop.warp(query.depth.astype(np.float32), "nearest").astype(np.float64)
         Po = backproject_depth(zq, Kc)[0]
         Pr = backproject_depth(rend.depth, Kc)[0]

@@ -39,9 +39,10 @@ from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.pipeline.icp import icp_point_to_plane
 from coop_ros.pipeline.results import Reason
 from coop_ros.pipeline.search import evidence_search
-from coop_ros.pipeline.views import QueryImage, pixel_grid, render_and_flow, subsample_pixels
+from coop_ros.pipeline.views import (QueryImage, RenderTarget, pixel_grid, render_and_flow,
+                                     subsample_pixels)
 
-__all__ = ["RefineResult", "refine_rgb", "refine_rgbd", "continue_search",
+__all__ = ["RefineResult", "RefineSettings", "Refiner", "continue_search",
            "evidence_covariance"]
 
 
@@ -133,168 +134,202 @@ def evidence_covariance(res, diameter: float, inflation: float) -> np.ndarray:
     return np.diag(var)
 
 
-def refine_rgb(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
-               size: int = 224, iterations: int = 4, lm_iterations: int = 6,
-               radius_px: float = 2.0, min_correspondences: int = 8, max_points: int = 800,
-               inflation: float = 1.0, evidence=None, evidence_key: str | None = None,
-               search: dict | None = None) -> RefineResult:
-    """RGB render-and-compare refinement: Co-op's flow + weighted LM PnP iterations, then the
-    evidence search (module docstring).
+@dataclass(frozen=True)
+class RefineSettings:
+    """The knobs of one refinement (the estimator fills them from its
+    :class:`~coop_ros.pipeline.results.PoseConfig` per mode).
 
-    With ``evidence`` (a :class:`coop_ros.evidence.Evidence` of the detection, rendered with the
-    mesh ``evidence_key``) every flow iteration's pose is taken only when it raises the evidence;
-    the first one that does not ends the flow iterations. ``search`` (keyword arguments of
-    :func:`coop_ros.pipeline.search.evidence_search`, or None) then refines the pose on the
-    evidence alone; its covariance replaces the LM one. Without evidence every LM step is taken
-    (the plain Co-op iteration).
-
-    Raises:
-        EstimationError starting with "refinement_failed" / "too_few_correspondences" (only when
-        no evidence judges the steps: with evidence a failed flow step just ends the flow
-        iterations).
+    iterations: flow + LM PnP iterations (RGB) or flow + Kabsch iterations (RGB-D);
+    lm_iterations: LM steps per PnP pass (RGB); radius_px: R of Co-op's confidence
+    ``1 - exp(-R / b)``; min_correspondences: fewest confident flow pixels a step needs;
+    max_points: 2D-3D correspondences kept per RGB step; icp_iterations: point-to-plane ICP steps
+    (RGB-D); threshold_frac: MAGSAC++ inlier threshold as a fraction of the diameter (RGB-D);
+    seed: MAGSAC++ seed (iteration k uses (seed, k)); inflation: covariance scale.
     """
-    judge = _Judge(T0, evidence, renderer, evidence_key or key)
-    cov = None
-    n_corr = 0
-    times = []
-    grid = pixel_grid(size)
-    for k in range(max(iterations, 0)):
-        t0 = time.perf_counter()
-        try:
-            T_new, cov_new, n_corr = _flow_lm_step(judge.T, query, renderer, key, obj, backend,
-                                                   size, grid, k, lm_iterations, radius_px,
-                                                   min_correspondences, max_points,
-                                                   last=k == iterations - 1)
-        except EstimationError:
-            if evidence is None:
-                raise
-            times.append(time.perf_counter() - t0)
-            break
-        taken = judge.offer(T_new)
-        if taken:
-            cov = cov_new * inflation
-        times.append(time.perf_counter() - t0)
-        if not taken:
-            break
-    t0 = time.perf_counter()
-    res, cov_s = _search(judge, obj, search, inflation)
-    if res is not None:
-        cov = cov_s
-        times.append(time.perf_counter() - t0)
-    return RefineResult(T=judge.T, covariance=cov, num_correspondences=n_corr,
-                        iteration_times=times, score=judge.score, terms=judge.terms)
+
+    iterations: int = 4
+    lm_iterations: int = 6
+    radius_px: float = 2.0
+    min_correspondences: int = 8
+    max_points: int = 800
+    icp_iterations: int = 10
+    threshold_frac: float = 0.03
+    seed: int = 0
+    inflation: float = 1.0
 
 
-def _flow_lm_step(T, query, renderer, key, obj, backend, size, grid, k, lm_iterations,
-                  radius_px, min_correspondences, max_points, last):
-    """One Co-op iteration: render at T, flow rendering -> query, Co-op's confidence, robust
-    weighted LM PnP. Returns (T_new, raw covariance (6, 6), correspondences)."""
-    Kc, rend, q, ff = render_and_flow(query, T, renderer, key, obj, backend, size,
-                                       use_depth=False)
-    W = ff.confidence(radius_px)
-    sel = rend.mask & (W > 0.01)
-    rows, cols = subsample_pixels(sel, max_points)
-    n_corr = len(rows)
-    if n_corr < min_correspondences:
-        raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
-                              f"pixels in refinement iteration {k}")
-    x2d = grid[rows, cols] + ff.mu[rows, cols]
-    X = rend.xyz[rows, cols].astype(np.float64)
-    w = W[rows, cols] / (2.0 * ff.b[rows, cols] ** 2)
-    try:
-        # robust weighted LM: one pass, Cauchy re-weighting of the reprojection residuals
-        # (scale 2 b + 1 px), a second pass; the final pass ends with a Gauss-Newton step
-        res = _lm(x2d, X, w, Kc, T, lm_iterations, False)
-        e = _reproj(res.T[0].numpy(), X, Kc) - x2d
-        c = 2.0 * ff.b[rows, cols] + 1.0
-        w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
-        res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), lm_iterations, last)
-    except (EstimationError, InputError) as e:
-        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
-    T_new = res.T[0].numpy().copy()
-    if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
-        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
-    # guard against a wild step (a bad flow field): cap the move per iteration
-    if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
-        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
-    return T_new, res.covariance[0].numpy().copy(), n_corr
+class Refiner:
+    """Render-and-compare refinement of one object, built once per object and settings.
 
-
-def refine_rgbd(T0: np.ndarray, query: QueryImage, renderer, key: str, obj, backend: Backend,
-                size: int = 224, iterations: int = 2, icp_iterations: int = 10,
-                radius_px: float = 2.0, threshold_frac: float = 0.03,
-                min_correspondences: int = 8, inflation: float = 1.0, seed: int = 0,
-                evidence=None, evidence_key: str | None = None,
-                search: dict | None = None) -> RefineResult:
-    """RGB-D refinement: flow -> 3D-3D -> MAGSAC++ Kabsch iterations, point-to-plane ICP, then
-    the evidence search. MAGSAC++ of iteration k is seeded with ``(seed, k)``: the same input
-    gives the same pose.
-
-    With ``evidence`` (RGB-D evidence of the detection, rendered with ``evidence_key``) each
-    Kabsch pose and the ICP result are taken only when they raise the evidence; ``search`` as in
-    :func:`refine_rgb`. The covariance is the ICP system's when the ICP result was taken, else
-    the evidence search's.
-
-    Raises:
-        EstimationError "registration_failed" when no rendered pixel agrees with the observed
-        depth at the start of the ICP and no evidence judges the steps.
+    Args:
+        target: :class:`~coop_ros.pipeline.views.RenderTarget` (renderer, mesh key, object model,
+            crop side) the flow / ICP steps render.
+        backend: the :class:`~coop_ros.backends.base.Backend` whose flow estimator is used.
+        settings: :class:`RefineSettings`.
+        evidence_key: mesh key the evidence renders (the evidence proxy; default target.key).
     """
-    judge = _Judge(T0, evidence, renderer, evidence_key or key)
-    grid = pixel_grid(size)
-    times = []
-    n_corr = npairs = 0
-    cov = None
-    for k in range(iterations):
-        t0 = time.perf_counter()
-        T = judge.T
-        try:
-            Kc, rend, q, ff = render_and_flow(query, T, renderer, key, obj, backend, size,
-                                               use_depth=True)
-        except EstimationError:
-            if evidence is None:
-                raise
-            times.append(time.perf_counter() - t0)
-            break
-        W = ff.confidence(radius_px)
-        tgt = grid + ff.mu
-        tu = np.rint(tgt[..., 0]).astype(int)
-        tv = np.rint(tgt[..., 1]).astype(int)
-        inside = (tu >= 0) & (tu < size) & (tv >= 0) & (tv < size)
-        zq = np.where(inside, q.depth[np.clip(tv, 0, size - 1), np.clip(tu, 0, size - 1)], 0.0)
-        sel = rend.mask & (ff.certainty >= 0.5) & (zq > 0)
-        rows, cols = subsample_pixels(sel, 3000)
-        n_corr = len(rows)
-        if n_corr >= max(min_correspondences, 12):
-            src = rend.xyz[rows, cols].astype(np.float64)
-            uv = tgt[rows, cols]
-            z = zq[rows, cols].astype(np.float64)
-            dst = np.stack([(uv[:, 0] - Kc[0, 2]) / Kc[0, 0] * z,
-                            (uv[:, 1] - Kc[1, 2]) / Kc[1, 1] * z, z], 1)
-            p = np.clip(W[rows, cols] / max(W[rows, cols].max(), 1e-9), 1e-3, 1.0)
+
+    def __init__(self, target: RenderTarget, backend: Backend,
+                 settings: RefineSettings = RefineSettings(), evidence_key: str | None = None):
+        self.target, self.backend, self.settings = target, backend, settings
+        self.evidence_key = evidence_key or target.key
+
+    def rgb(self, T0: np.ndarray, query: QueryImage, evidence=None,
+            search: dict | None = None) -> RefineResult:
+        """RGB render-and-compare refinement from T0 (4, 4) [m]: Co-op's flow + weighted LM PnP
+        iterations, then the evidence search (module docstring).
+
+        With ``evidence`` (a :class:`coop_ros.evidence.Evidence` of the detection) every flow
+        iteration's pose is taken only when it raises the evidence; the first one that does not
+        ends the flow iterations. ``search`` (keyword arguments of
+        :func:`coop_ros.pipeline.search.evidence_search`, or None) then refines the pose on the
+        evidence alone; its covariance replaces the LM one. Without evidence every LM step is
+        taken (the plain Co-op iteration).
+
+        Raises:
+            EstimationError starting with "refinement_failed" / "too_few_correspondences" (only
+            when no evidence judges the steps: with evidence a failed flow step just ends the
+            flow iterations).
+        """
+        st, obj = self.settings, self.target.obj
+        judge = _Judge(T0, evidence, self.target.renderer, self.evidence_key)
+        cov = None
+        n_corr = 0
+        times = []
+        grid = pixel_grid(self.target.size)
+        iterations = st.iterations
+        for k in range(max(iterations, 0)):
+            t0 = time.perf_counter()
             try:
-                r = kabsch_magsac(src, dst, threshold_m=threshold_frac * obj.diameter,
-                                  probabilities=p, min_inliers=max(min_correspondences, 12),
-                                  seed=(seed, k))
-                if r.num_inliers >= 0.2 * n_corr:
-                    judge.offer(r.T)
-            except (EstimationError, InputError):
-                pass
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    try:
-        T_icp, cov_icp, npairs, _ = icp_point_to_plane(judge.T, query, renderer, key, obj, size,
-                                                       icp_iterations, inflation)
-        if judge.offer(T_icp):
-            cov = cov_icp
-    except EstimationError:
-        if evidence is None:
-            raise
-    times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    res, cov_s = _search(judge, obj, search, inflation)
-    if res is not None:
-        if cov is None or res.score > res.score0:   # the search moved off the ICP optimum
+                T_new, cov_new, n_corr = self._flow_lm_step(judge.T, query, grid, k,
+                                                            last=k == iterations - 1)
+            except EstimationError:
+                if evidence is None:
+                    raise
+                times.append(time.perf_counter() - t0)
+                break
+            taken = judge.offer(T_new)
+            if taken:
+                cov = cov_new * st.inflation
+            times.append(time.perf_counter() - t0)
+            if not taken:
+                break
+        t0 = time.perf_counter()
+        res, cov_s = _search(judge, obj, search, st.inflation)
+        if res is not None:
             cov = cov_s
+            times.append(time.perf_counter() - t0)
+        return RefineResult(T=judge.T, covariance=cov, num_correspondences=n_corr,
+                            iteration_times=times, score=judge.score, terms=judge.terms)
+
+    def _flow_lm_step(self, T, query, grid, k, last):
+        """One Co-op iteration: render at T, flow rendering -> query, Co-op's confidence, robust
+        weighted LM PnP. Returns (T_new, raw covariance (6, 6), correspondences)."""
+        st, obj = self.settings, self.target.obj
+        Kc, rend, q, ff = render_and_flow(query, T, self.target, self.backend, use_depth=False)
+        W = ff.confidence(st.radius_px)
+        sel = rend.mask & (W > 0.01)
+        rows, cols = subsample_pixels(sel, st.max_points)
+        n_corr = len(rows)
+        if n_corr < st.min_correspondences:
+            raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
+                                  f"pixels in refinement iteration {k}")
+        x2d = grid[rows, cols] + ff.mu[rows, cols]
+        X = rend.xyz[rows, cols].astype(np.float64)
+        w = W[rows, cols] / (2.0 * ff.b[rows, cols] ** 2)
+        try:
+            # robust weighted LM: one pass, Cauchy re-weighting of the reprojection residuals
+            # (scale 2 b + 1 px), a second pass; the final pass ends with a Gauss-Newton step
+            res = _lm(x2d, X, w, Kc, T, st.lm_iterations, False)
+            e = _reproj(res.T[0].numpy(), X, Kc) - x2d
+            c = 2.0 * ff.b[rows, cols] + 1.0
+            w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
+            res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), st.lm_iterations, last)
+        except (EstimationError, InputError) as e:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
+        T_new = res.T[0].numpy().copy()
+        if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
+        # guard against a wild step (a bad flow field): cap the move per iteration
+        if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
+            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
+        return T_new, res.covariance[0].numpy().copy(), n_corr
+
+    def rgbd(self, T0: np.ndarray, query: QueryImage, evidence=None,
+             search: dict | None = None) -> RefineResult:
+        """RGB-D refinement from T0 (4, 4) [m]: flow -> 3D-3D -> MAGSAC++ Kabsch iterations,
+        point-to-plane ICP (:func:`coop_ros.pipeline.icp.icp_point_to_plane`), then the
+        evidence search. MAGSAC++ of iteration k is seeded with ``(seed, k)``: the same input
+        gives the same pose.
+
+        With ``evidence`` (RGB-D evidence of the detection) each Kabsch pose and the ICP result
+        are taken only when they raise the evidence; ``search`` as in :meth:`rgb`. The
+        covariance is the ICP system's when the ICP result was taken, else the evidence
+        search's.
+
+        Raises:
+            EstimationError "registration_failed" when no rendered pixel agrees with the
+            observed depth at the start of the ICP and no evidence judges the steps.
+        """
+        st, obj, size = self.settings, self.target.obj, self.target.size
+        judge = _Judge(T0, evidence, self.target.renderer, self.evidence_key)
+        grid = pixel_grid(size)
+        times = []
+        n_corr = npairs = 0
+        cov = None
+        for k in range(st.iterations):
+            t0 = time.perf_counter()
+            T = judge.T
+            try:
+                Kc, rend, q, ff = render_and_flow(query, T, self.target, self.backend,
+                                                  use_depth=True)
+            except EstimationError:
+                if evidence is None:
+                    raise
+                times.append(time.perf_counter() - t0)
+                break
+            W = ff.confidence(st.radius_px)
+            tgt = grid + ff.mu
+            tu = np.rint(tgt[..., 0]).astype(int)
+            tv = np.rint(tgt[..., 1]).astype(int)
+            inside = (tu >= 0) & (tu < size) & (tv >= 0) & (tv < size)
+            zq = np.where(inside, q.depth[np.clip(tv, 0, size - 1), np.clip(tu, 0, size - 1)],
+                          0.0)
+            sel = rend.mask & (ff.certainty >= 0.5) & (zq > 0)
+            rows, cols = subsample_pixels(sel, 3000)
+            n_corr = len(rows)
+            if n_corr >= max(st.min_correspondences, 12):
+                src = rend.xyz[rows, cols].astype(np.float64)
+                uv = tgt[rows, cols]
+                z = zq[rows, cols].astype(np.float64)
+                dst = np.stack([(uv[:, 0] - Kc[0, 2]) / Kc[0, 0] * z,
+                                (uv[:, 1] - Kc[1, 2]) / Kc[1, 1] * z, z], 1)
+                p = np.clip(W[rows, cols] / max(W[rows, cols].max(), 1e-9), 1e-3, 1.0)
+                try:
+                    r = kabsch_magsac(src, dst, threshold_m=st.threshold_frac * obj.diameter,
+                                      probabilities=p,
+                                      min_inliers=max(st.min_correspondences, 12),
+                                      seed=(st.seed, k))
+                    if r.num_inliers >= 0.2 * n_corr:
+                        judge.offer(r.T)
+                except (EstimationError, InputError):
+                    pass
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        try:
+            T_icp, cov_icp, npairs, _ = icp_point_to_plane(judge.T, query, self.target,
+                                                           st.icp_iterations, st.inflation)
+            if judge.offer(T_icp):
+                cov = cov_icp
+        except EstimationError:
+            if evidence is None:
+                raise
         times.append(time.perf_counter() - t0)
-    return RefineResult(T=judge.T, covariance=cov, num_correspondences=max(n_corr, npairs),
-                        iteration_times=times, score=judge.score, terms=judge.terms)
+        t0 = time.perf_counter()
+        res, cov_s = _search(judge, obj, search, st.inflation)
+        if res is not None:
+            if cov is None or res.score > res.score0:   # the search moved off the ICP optimum
+                cov = cov_s
+            times.append(time.perf_counter() - t0)
+        return RefineResult(T=judge.T, covariance=cov, num_correspondences=max(n_corr, npairs),
+                            iteration_times=times, score=judge.score, terms=judge.terms)

@@ -5,6 +5,7 @@ selection compare. Poses (4, 4) T_cam_obj [m]; crops square, ``size`` px, intrin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import crop_around_projection
 from coop_ros.pipeline.results import Reason
 
-__all__ = ["QueryImage", "pose_crop", "render_view", "render_at", "render_and_flow",
+__all__ = ["QueryImage", "RenderTarget", "pose_crop", "render_view", "render_at", "render_and_flow",
            "pixel_grid", "subsample_pixels"]
 
 
@@ -66,18 +67,30 @@ def render_view(renderer, key: str, T: np.ndarray, K_crop: np.ndarray, size: int
                      xyz=out.xyz[0])
 
 
-def render_at(query: QueryImage, T: np.ndarray, renderer, key: str, obj, size: int):
+@dataclass(frozen=True)
+class RenderTarget:
+    """What a refinement step renders: ``renderer`` (:class:`coop_ros.render.renderer.Renderer`),
+    the mesh ``key`` in it, the :class:`coop_ros.objects.ObjectModel` ``obj`` (diameter, centre;
+    metres) and the crop side ``size`` [px]."""
+
+    renderer: Any
+    key: str
+    obj: Any
+    size: int = 224
+
+
+def render_at(query: QueryImage, T: np.ndarray, target: RenderTarget):
     """(crop following T, its intrinsics (3, 3), rendering at T in that crop)."""
-    crop = pose_crop(query, T, obj, size)
+    crop = pose_crop(query, T, target.obj, target.size)
     Kc = crop.intrinsics(query.K)
-    return crop, Kc, render_view(renderer, key, T, Kc, size)
+    return crop, Kc, render_view(target.renderer, target.key, T, Kc, target.size)
 
 
-def render_and_flow(query: QueryImage, T: np.ndarray, renderer, key: str, obj,
-                     backend: Backend, size: int, use_depth: bool):
+def render_and_flow(query: QueryImage, T: np.ndarray, target: RenderTarget, backend: Backend,
+                    use_depth: bool):
     """One render-and-compare step: render at T, crop the query alike, flow render -> query.
     Returns (K_crop, rendering, query crop, FlowField); EstimationError on an empty rendering."""
-    crop, Kc, rend = render_at(query, T, renderer, key, obj, size)
+    crop, Kc, rend = render_at(query, T, target)
     if not rend.mask.any():
         raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
     q = query.view(crop, use_depth=use_depth)
