@@ -222,3 +222,18 @@ def test_crop_around_projection_contains_the_sphere():
         crop_around_projection(K, make_pose(np.eye(3), [0, 0, 0.04]), diameter)
     with pytest.raises(InputError, match="diameter"):
         crop_around_projection(K, T, -1.0)
+
+
+def test_unchecked_projection_agrees_with_the_checked_one_and_inverts():
+    from coop_ros.geometry.camera import (backproject_pixels, project_camera_points,
+                                          project_unchecked)
+    rng = np.random.default_rng(5)
+    K = np.array([[600.0, 0, 320.5], [0, 605.0, 239.5], [0, 0, 1]])
+    X = np.column_stack([rng.uniform(-0.3, 0.3, (50, 2)), rng.uniform(0.4, 2.0, 50)])
+    uv, z = project_camera_points(K, X)
+    assert np.array_equal(project_unchecked(K, X), uv)
+    assert np.abs(backproject_pixels(K, uv, z) - X).max() < 1e-12
+    # min_z keeps points at / behind the camera finite; without it the division is plain
+    Xb = np.array([[0.1, 0.2, 0.0], [0.1, 0.2, -1.0]])
+    assert np.all(np.isfinite(project_unchecked(K, Xb, min_z=1e-9)))
+    assert project_unchecked(K, X[None]).shape == (1, 50, 2)

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from coop_ros.errors import InputError
+from coop_ros.geometry.camera import project_unchecked
 
 __all__ = [
     "MSSD_THRESHOLDS", "MSPD_THRESHOLDS_PX", "ADD_THRESHOLD",
@@ -89,8 +90,7 @@ def _sym_gt_points(R_g, t_g, pts, syms_chunk) -> np.ndarray:
 
 def _project(X: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(..., 3) camera points -> (..., 2) pixels (no check of z > 0, as the BOP toolkit)."""
-    uvw = X @ K.T
-    return uvw[..., :2] / uvw[..., 2:3]
+    return project_unchecked(K, X)
 
 
 def mssd(R_e, t_e, R_g, t_g, pts, syms) -> float:

@@ -146,6 +146,24 @@ def project_camera_points(K, Xc) -> tuple[np.ndarray, np.ndarray]:
     return uv, z
 
 
+def project_unchecked(K: np.ndarray, Xc: np.ndarray, min_z: float | None = None) -> np.ndarray:
+    """Pixels (..., 2) of camera-frame points Xc (..., 3) [m] with intrinsics K (3, 3): the fast
+    variant of :func:`project_camera_points` for inner loops and metrics, with no checks.
+    ``min_z``: the divisor is at least this (points at or behind the camera stay finite);
+    None divides by z as it is (as the BOP toolkit does)."""
+    p = Xc @ K.T
+    z = p[..., 2:3]
+    return p[..., :2] / (z if min_z is None else np.maximum(z, min_z))
+
+
+def backproject_pixels(K: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Camera-frame points (N, 3) [m] of pixels uv (N, 2) (u = column, v = row, centres at
+    integers) at depths z (N,) [m], no checks: the inverse of :func:`project_unchecked`."""
+    x = (uv[:, 0] - K[0, 2]) / K[0, 0] * z
+    y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
+    return np.stack([x, y, z], axis=1)
+
+
 def project(K, T_cam_obj, X) -> tuple[np.ndarray, np.ndarray]:
     """Project object-frame points with a pose.
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from coop_ros.backends.base import NO_MATCH, CoarseMatches, ImageCrop, match_pixels, patch_centers
 from coop_ros.errors import EstimationError, InputError
+from coop_ros.geometry.camera import backproject_pixels
 from coop_ros.geometry.pnp import solve_pnp_ransac
 from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.geometry.se3 import rotation_angle_deg
@@ -61,12 +62,6 @@ def patch_depth(depth: np.ndarray, uv: np.ndarray, half: int = 3) -> np.ndarray:
     return out
 
 
-def _backproject(K: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
-    x = (uv[:, 0] - K[0, 2]) / K[0, 0] * z
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
-    return np.stack([x, y, z], axis=1)
-
-
 def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter: float,
                         reproj_px: float, min_corr: int, seed: int, center_obj: np.ndarray
                         ) -> tuple[np.ndarray, int, int]:
@@ -82,7 +77,7 @@ def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter:
         z = patch_depth(np.asarray(query.depth, np.float64), q2d)
         ok = z > 0
         if ok.sum() >= min_corr:
-            dst = _backproject(query.K, q2d[ok], z[ok])
+            dst = backproject_pixels(query.K, q2d[ok], z[ok])
             try:
                 r = kabsch_magsac(X[ok], dst, threshold_m=0.08 * diameter, min_inliers=min_corr,
                                   seed=seed)

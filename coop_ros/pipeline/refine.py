@@ -34,6 +34,7 @@ import torch
 
 from coop_ros.backends.base import Backend
 from coop_ros.errors import EstimationError, InputError
+from coop_ros.geometry.camera import backproject_pixels, project_unchecked
 from coop_ros.geometry.pnp import lm_pnp
 from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.pipeline.icp import icp_point_to_plane
@@ -68,9 +69,7 @@ def _lm(x2d, X, w, K, T, iterations, gn_final):
 
 
 def _reproj(T, X, K):
-    P = X @ T[:3, :3].T + T[:3, 3]
-    p = P @ K.T
-    return p[:, :2] / np.maximum(p[:, 2:3], 1e-9)
+    return project_unchecked(K, X @ T[:3, :3].T + T[:3, 3], min_z=1e-9)
 
 
 class _Judge:
@@ -302,8 +301,7 @@ class Refiner:
                 src = rend.xyz[rows, cols].astype(np.float64)
                 uv = tgt[rows, cols]
                 z = zq[rows, cols].astype(np.float64)
-                dst = np.stack([(uv[:, 0] - Kc[0, 2]) / Kc[0, 0] * z,
-                                (uv[:, 1] - Kc[1, 2]) / Kc[1, 1] * z, z], 1)
+                dst = backproject_pixels(Kc, uv, z)
                 p = np.clip(W[rows, cols] / max(W[rows, cols].max(), 1e-9), 1e-3, 1.0)
                 try:
                     r = kabsch_magsac(src, dst, threshold_m=st.threshold_frac * obj.diameter,

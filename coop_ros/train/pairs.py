@@ -47,7 +47,7 @@ import torch
 
 from coop_ros.nets.preprocess import to_input
 from coop_ros.errors import InputError
-from coop_ros.geometry.camera import crop_around_projection, make_crop
+from coop_ros.geometry.camera import crop_around_projection, make_crop, project_unchecked
 from coop_ros.geometry.se3 import rotvec_to_matrix
 from coop_ros.train.augment import augment_rgb
 from coop_ros.train.config import AugmentConfig, DataConfig, PairConfig
@@ -211,9 +211,7 @@ def _patch_centres(S: int) -> np.ndarray:
 
 def _project(K, T, X):
     P = X @ T[:3, :3].T + T[:3, 3]
-    z = P[:, 2]
-    uv = (P @ K.T)[:, :2] / np.maximum(z[:, None], 1e-9)
-    return uv, z
+    return project_unchecked(K, P, min_z=1e-9), P[:, 2]
 
 
 def _view_dir(T: np.ndarray, center: np.ndarray) -> np.ndarray:
