@@ -116,6 +116,28 @@ def test_auto_backend_choice_is_logged(ckpts, caplog, monkeypatch):
     assert "auto -> coop" in caplog.text
 
 
+def test_auto_backend_falls_back_on_a_bad_checkpoint(ckpts, tmp_path, caplog, monkeypatch):
+    """get_backend("auto") and the node decide alike (backends/policy.py): a configured
+    checkpoint that fails its checks gives weight-free with a warning naming the file and where
+    it was set; "coop" with the same file raises."""
+    from coop_ros.errors import InputError
+    bad = tmp_path / "coarse.pt"
+    bad.write_bytes(b"not a checkpoint" * 8)
+    monkeypatch.setenv("COOP_ROS_COARSE_CKPT", str(bad))
+    with caplog.at_level(logging.WARNING, logger="coop_ros.backends"):
+        be = get_backend("auto", SimpleNamespace(device="cpu"))
+    assert be.name == "weight-free"
+    assert f"corrupt or unreadable checkpoint {bad}" in caplog.text
+    assert "COOP_ROS_COARSE_CKPT" in caplog.text
+    monkeypatch.setenv("COOP_ROS_COARSE_CKPT", ckpts["selection"])      # wrong architecture
+    with caplog.at_level(logging.WARNING, logger="coop_ros.backends"):
+        assert get_backend("auto", SimpleNamespace(device="cpu")).name == "weight-free"
+    assert "holds a 'selection' network, expected 'coarse'" in caplog.text
+    with pytest.raises(InputError, match="corrupt or unreadable"):
+        from coop_ros.backends.policy import choose_backend
+        choose_backend("coop", {"coarse": str(bad)}, lambda k: k or "all")
+
+
 def test_pipeline_end_to_end_with_coop_backend(ckpts, tmp_path, monkeypatch):
     """PoseEstimator(backend='coop') on a synthetic image: runs, returns a result record."""
     from coop_ros.bop.dataset import BopDataset

@@ -238,15 +238,28 @@ def make_backend(config: Any = None) -> Backend:
                    scorer=slots["selection"])
 
 
+def _setting(slot: str) -> str:
+    """Where a checkpoint path is set, for the messages of :mod:`coop_ros.backends.policy`."""
+    if not slot:
+        return f"coarse_ckpt / refiner_ckpt / selection_ckpt (or {', '.join(ENV_VARS.values())})"
+    return f"{slot}_ckpt / {ENV_VARS[slot]}"
+
+
 def make_auto_backend(config: Any = None) -> Backend:
-    """``"auto"``: the networks when a checkpoint is configured, else weight-free (logged)."""
-    paths = checkpoint_paths(config)
-    if any(paths.values()):
+    """``"auto"``: the networks when a checkpoint is configured and passes the checks of
+    :func:`coop_ros.backends.policy.check_checkpoints`, else weight-free (the choice is logged;
+    the node's start-up uses the same policy)."""
+    from coop_ros.backends.policy import choose_backend
+    ch = choose_backend("auto", checkpoint_paths(config), _setting)
+    if ch.name == "coop":
         log.info("backend auto -> coop (checkpoints: %s)",
-                 ", ".join(f"{k}={v}" for k, v in paths.items() if v))
+                 ", ".join(f"{k}={v}" for k, v in ch.checkpoints.items()))
         return make_backend(config)
     from coop_ros.backends.weightfree import make_backend as mk
-    log.info("backend auto -> weight-free (no checkpoint configured)")
+    if ch.why == "checkpoint_failed":
+        log.warning("backend auto -> weight-free (%s)", ch.detail)
+    else:
+        log.info("backend auto -> weight-free (no checkpoint configured)")
     return mk(config)
 
 
