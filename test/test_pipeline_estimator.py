@@ -91,7 +91,8 @@ def test_unknown_object(setup):
     est, obj, frames = setup
     rgb, depth, box, T = frames[1]
     r = est.estimate(rgb, K, [Detection(99, box)])[0]
-    assert r.status == "failed" and r.reason.startswith(Reason.UNKNOWN_OBJECT)
+    assert r.status == "failed" and r.reason_code is Reason.UNKNOWN_OBJECT
+    assert r.reason.startswith("unknown_object: object id 99 is not registered")
     assert r.T_cam_obj is None and r.covariance is None
 
 
@@ -99,7 +100,8 @@ def test_box_outside_image(setup):
     est, obj, frames = setup
     rgb = frames[1][0]
     r = est.estimate(rgb, K, [Detection(1, (700, 500, 50, 50))])[0]
-    assert r.status == "failed" and r.reason.startswith(Reason.BOX_OUTSIDE_IMAGE)
+    assert r.status == "failed" and r.reason_code is Reason.BOX_OUTSIDE_IMAGE
+    assert r.reason.startswith("box_outside_image: detection box: box_xywh")
     assert r.T_cam_obj is None
 
 
@@ -110,7 +112,8 @@ def test_empty_depth_in_box(setup):
     x, y, w, h = box
     d[y:y + h, x:x + w] = 0
     r = est.estimate(rgb, K, [Detection(1, box)], depth=d, mode="rgbd")[0]
-    assert r.status == "failed" and r.reason.startswith(Reason.EMPTY_DEPTH)
+    assert r.status == "failed" and r.reason_code is Reason.EMPTY_DEPTH
+    assert r.reason.startswith("empty_depth: only 0 of ")
 
 
 def test_bad_call_raises(setup):
@@ -158,7 +161,8 @@ def test_coarse_failures(setup, kind, reason):
     finally:
         est.backend = saved
     assert isinstance(r, PoseResult)
-    assert r.status == "failed" and r.reason.startswith(reason), r.reason
+    assert r.status == "failed" and r.reason_code is reason, r.reason
+    assert r.reason.startswith(f"{reason.value}: ")
     assert r.T_cam_obj is None
 
 
@@ -187,6 +191,7 @@ def test_deadline_and_cancel_skip_detections(setup):
                      deadline=time.monotonic() - 1.0)
     assert [x.status for x in r] == ["skipped", "skipped"]
     assert r[0].reason.startswith("budget_exhausted: 0.00 s of the time budget left")
+    assert r[0].reason_code is Reason.BUDGET_EXHAUSTED
     assert r[0].T_cam_obj is None and np.allclose(r[0].box_xywh, box)
     calls = []
 
@@ -197,6 +202,7 @@ def test_deadline_and_cancel_skip_detections(setup):
                      should_stop=stop)
     assert r[0].status == "skipped" and r[0].reason.startswith("cancelled: ")
     assert r[1].status == "skipped" and r[1].reason.startswith("cancelled: ")
+    assert r[0].reason_code is r[1].reason_code is Reason.CANCELLED
     assert "coarse" in r[0].timings          # it stopped after its coarse stage
 
 
@@ -222,6 +228,7 @@ def test_budget_cut_refinement_returns_the_best_so_far(setup):
     assert len(cut.hypotheses) == len(full.hypotheses)
     for h in cut.hypotheses:
         assert h.reason.startswith("not_refined: budget_exhausted")
+        assert h.reason_code is Reason.NOT_REFINED
         assert np.array_equal(h.T, h.T_coarse)
     assert np.array_equal(cut.T_cam_obj, cut.hypotheses[0].T_coarse)
     assert cut.score == max(h.score for h in cut.hypotheses)

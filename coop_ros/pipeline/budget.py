@@ -2,7 +2,7 @@
 
     budget = Budget(deadline=time.monotonic() + 2.0, should_stop=stop_event.is_set,
                     times=estimator.stage_times)
-    budget.stop_reason("coarse", "selection")   # None, or "budget_exhausted: ..." / "cancelled: ..."
+    budget.stop_reason("coarse", "selection")   # None, or (Reason.BUDGET_EXHAUSTED, "...")
 
 The estimator asks before each detection whether its coarse stage and selection still fit, and
 before each hypothesis whether its refinement still fits; a stage that has started runs to its end
@@ -17,7 +17,7 @@ import math
 import time
 from typing import Callable
 
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 
 __all__ = ["Budget", "StageTimes"]
 
@@ -74,15 +74,15 @@ class Budget:
         """Seconds left before the deadline (inf without one; negative when overrun)."""
         return math.inf if self.deadline is None else self.deadline - self.clock()
 
-    def stop_reason(self, *stages: str) -> str | None:
+    def stop_reason(self, *stages: str) -> tuple[Reason, str] | None:
         """None when the named stages (predicted from :attr:`times`) still fit and nothing
-        cancelled the call; else a reason starting with ``cancelled`` or ``budget_exhausted``."""
+        cancelled the call; else ``(Reason.CANCELLED or Reason.BUDGET_EXHAUSTED, detail)``."""
         if self.cancelled():
-            return f"{Reason.CANCELLED}: estimation stopped (node shutting down)"
+            return Reason.CANCELLED, "estimation stopped (node shutting down)"
         left = self.remaining()
         need = sum(self.times.expected(s) for s in stages)
         if left <= 0 or left < need:
-            return (f"{Reason.BUDGET_EXHAUSTED}: {max(left, 0.0):.2f} s of the time budget left, "
+            return (Reason.BUDGET_EXHAUSTED, f"{max(left, 0.0):.2f} s of the time budget left, "
                     f"{' + '.join(stages) or 'work'} needs ~{need:.2f} s")
         return None
 

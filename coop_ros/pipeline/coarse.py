@@ -18,7 +18,7 @@ from coop_ros.geometry.camera import backproject_pixels
 from coop_ros.geometry.pnp import solve_pnp_ransac
 from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.geometry.se3 import rotation_angle_deg
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 
 __all__ = ["CoarseHypothesis", "correspondences", "coarse_hypotheses", "patch_depth"]
 
@@ -68,7 +68,7 @@ def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter:
     S = query.size
     q2d, X, cf = correspondences(matches, bank, t, S)
     if len(q2d) < min_corr:
-        raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: template {t} has {len(q2d)} "
+        raise EstimationError(Reason.TOO_FEW_CORRESPONDENCES, f"template {t} has {len(q2d)} "
                               f"matched patches (< {min_corr})")
     hi = cf >= 0.9
     if hi.sum() >= max(min_corr, 12):
@@ -102,8 +102,8 @@ def _pose_from_template(matches, bank, t, query: ImageCrop, mode: str, diameter:
     except (InputError, EstimationError) as e:
         if T_sim is None:
             if isinstance(e, InputError):
-                raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {e}") from None
-            raise EstimationError(f"{Reason.PNP_FAILED}: template {t}: {e}") from None
+                raise EstimationError(Reason.TOO_FEW_CORRESPONDENCES, str(e)) from None
+            raise EstimationError(Reason.PNP_FAILED, f"template {t}: {e}") from None
         T, n_inl, inl_mask = T_sim, sim[1], np.ones(len(q2d), bool)
     if mode == "rgbd" and query.depth is not None:
         # put the pose on the observed depth: scale its translation along the viewing ray
@@ -188,24 +188,24 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
     ``estimateAffinePartial2D``) seeds its own generator with a constant on every call.
 
     Returns:
-        (hypotheses, failure messages of the templates that gave no pose).
+        (hypotheses, the errors of the templates that gave no pose).
 
     Raises:
-        EstimationError whose message starts with a :class:`Reason` word when no template gives
-        a pose: "no_template_matched" (no template has a positive score / matched patches),
-        else the reason of the best-scored template.
+        EstimationError when no template gives a pose, its ``reason``
+        ``Reason.NO_TEMPLATE_MATCHED`` (no template has a positive score / matched patches), else
+        the reason of the best-scored template.
     """
     scores = np.asarray(matches.template_scores, dtype=np.float64)
     n_matched = (matches.patch_index != NO_MATCH).sum(1)
     usable = (scores > 0) & (n_matched > 0)
     if not usable.any():
-        raise EstimationError(f"{Reason.NO_TEMPLATE_MATCHED}: no template has a matched patch "
+        raise EstimationError(Reason.NO_TEMPLATE_MATCHED, "no template has a matched patch "
                               "or a positive score")
     order = [int(t) for t in np.argsort(-scores) if usable[t]]
     center_obj = np.asarray(center_obj, dtype=np.float64)
     max_tries = 2 * n + 2 if max_tries is None else max_tries
     hyps: list[CoarseHypothesis] = []
-    fails: list[str] = []
+    fails: list[EstimationError] = []
     for t in order[:max_tries]:
         if len(hyps) >= n:
             break
@@ -213,10 +213,11 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
             T, nc, ni = _pose_from_template(matches, bank, t, query, mode, diameter, reproj_px,
                                             min_correspondences, seed + t, center_obj)
         except EstimationError as e:
-            fails.append(str(e))
+            fails.append(e)
             continue
         if T[2, 3] <= 0:
-            fails.append(f"{Reason.PNP_FAILED}: template {t} puts the object behind the camera")
+            fails.append(EstimationError(Reason.PNP_FAILED,
+                                         f"template {t} puts the object behind the camera"))
             continue
         dup = any(rotation_angle_deg(T[:3, :3], h.T[:3, :3]) < 10.0
                   and np.linalg.norm(T[:3, 3] - h.T[:3, 3]) < 0.05 * diameter for h in hyps)
@@ -225,6 +226,7 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
         hyps.append(CoarseHypothesis(T=T, template_index=t, template_score=float(scores[t]),
                                      num_correspondences=nc, num_inliers=ni))
     if not hyps:
-        first = fails[0] if fails else f"{Reason.NO_TEMPLATE_MATCHED}: no template gave a pose"
-        raise EstimationError(first)
+        first = fails[0] if fails else EstimationError(Reason.NO_TEMPLATE_MATCHED,
+                                                       "no template gave a pose")
+        raise EstimationError(first.reason, first.detail)
     return hyps, fails

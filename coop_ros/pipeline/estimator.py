@@ -13,8 +13,9 @@ MAGSAC++ Kabsch (RGB-D) -> each hypothesis refined by render and compare (weight
 render and compare in the query crop -> the best is returned with its covariance, all hypotheses
 kept. Deterministic: the same input and config give the same result in every process.
 
-Every failure gives a ``PoseResult`` with ``status="failed"`` and a reason starting with a
-:class:`~coop_ros.pipeline.results.Reason` word; no identity pose is ever returned.
+Every failure gives a ``PoseResult`` with ``status="failed"``, its
+:class:`~coop_ros.errors.Reason` in ``reason_code`` and the text "<reason>: <detail>" in
+``reason``; no identity pose is ever returned.
 
 ``coop-ros eval --estimator coop`` runs it through :mod:`coop_ros.bop.coop_adapter`.
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 from coop_ros.backends import get_backend
 from coop_ros.pipeline.budget import Budget, StageTimes
-from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError
+from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError, reason_text
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
 from coop_ros.pipeline.refine import RefineSettings, Refiner, continue_search
@@ -197,7 +198,7 @@ class PoseEstimator:
                     det = Detection(*det)
                 why = budget.stop_reason("coarse", "selection")
                 if why:
-                    out.append(PoseResult.skipped(det.obj_id, why, mode=mode, box_xywh=None if
+                    out.append(PoseResult.skipped(det.obj_id, *why, mode=mode, box_xywh=None if
                                                   det.box_xywh is None else
                                                   np.asarray(det.box_xywh, float).reshape(-1)))
                     continue
@@ -238,31 +239,31 @@ class PoseEstimator:
             if det.box_xywh is not None else None
         base = dict(mode=mode, box_xywh=box)
 
-        def fail(reason, **kw):
+        def fail(reason: Reason | None, detail: str, **kw):
             timings["total"] = time.perf_counter() - t_start
-            return PoseResult.failed(det.obj_id, reason, timings=timings, **base, **kw)
+            return PoseResult.failed(det.obj_id, reason, detail, timings=timings, **base, **kw)
 
         budget = budget or Budget()
 
         reg = self._objects.get(det.obj_id)
         if reg is None:
-            return fail(f"{Reason.UNKNOWN_OBJECT}: object id {det.obj_id!r} is not registered "
+            return fail(Reason.UNKNOWN_OBJECT, f"object id {det.obj_id!r} is not registered "
                         f"(known: {sorted(map(str, self._objects))})")
         H, W = rgb.shape[:2]
         t0 = time.perf_counter()
         try:
             crop = make_crop(box, size=cfg.crop_size, margin=cfg.crop_margin, image_size=(W, H))
         except BoxOutsideImageError as e:
-            return fail(f"{Reason.BOX_OUTSIDE_IMAGE}: detection box: {e}")
+            return fail(Reason.BOX_OUTSIDE_IMAGE, f"detection box: {e.detail}")
         except InputError as e:
-            return fail(f"{Reason.BAD_INPUT}: detection box: {e}")
+            return fail(Reason.BAD_INPUT, f"detection box: {e.detail}")
         mask = None
         if det.mask is not None:
             mask = np.asarray(det.mask).astype(bool)
             if mask.shape != (H, W):
-                return fail(f"{Reason.BAD_INPUT}: detection mask is {mask.shape}, image is {(H, W)}")
+                return fail(Reason.BAD_INPUT, f"detection mask is {mask.shape}, image is {(H, W)}")
             if not mask.any():
-                return fail(f"{Reason.BAD_INPUT}: detection mask is empty")
+                return fail(Reason.BAD_INPUT, "detection mask is empty")
         query = QueryImage(rgb=rgb, K=K, depth=depth, mask=mask, box=box)
         qcrop = query.view(crop)
         if mode == "rgbd":
@@ -274,7 +275,7 @@ class PoseEstimator:
                 region = region[mask[y0:y1, x0:x1]]
             nvalid = int((region > 0).sum())
             if nvalid < max(cfg.min_correspondences, 0.05 * region.size):
-                return fail(f"{Reason.EMPTY_DEPTH}: only {nvalid} of {region.size} pixels in the "
+                return fail(Reason.EMPTY_DEPTH, f"only {nvalid} of {region.size} pixels in the "
                             "detection box have a depth measurement")
         timings["crop"] = time.perf_counter() - t0
 
@@ -292,10 +293,10 @@ class PoseEstimator:
                                                     np.stack([c.T for c in coarse]))
         except EstimationError as e:
             timings["coarse"] = time.perf_counter() - t0
-            return fail(str(e))
+            return fail(e.reason, e.detail)
         except (np.linalg.LinAlgError, cv2.error) as e:   # numerical breakdown on odd input
             timings["coarse"] = time.perf_counter() - t0
-            return fail(f"{Reason.NUMERICAL_ERROR}: coarse stage: {type(e).__name__}: {e}")
+            return fail(Reason.NUMERICAL_ERROR, f"coarse stage: {type(e).__name__}: {e}")
         order = np.argsort(-ev_scores, kind="stable")[:n]
         timings["coarse"] = time.perf_counter() - t0
         budget.record("coarse", timings["coarse"])
@@ -317,9 +318,10 @@ class PoseEstimator:
             why = None if coarse_only else budget.stop_reason("refine", "selection")
             if why and budget.cancelled():
                 timings["total"] = time.perf_counter() - t_start
-                return PoseResult.skipped(det.obj_id, why, timings=timings, **base)
+                return PoseResult.skipped(det.obj_id, *why, timings=timings, **base)
             if why:   # time budget spent: keep the coarse pose, scored with the others
-                h.reason, cut = f"{Reason.NOT_REFINED}: {why}", True
+                h.set_reason(Reason.NOT_REFINED, reason_text(*why))
+                cut = True
             if not coarse_only and not why:
                 t_h = time.perf_counter()
                 self._refine(h, query, reg, evidence, mode, search, timings)
@@ -328,7 +330,7 @@ class PoseEstimator:
         if not coarse_only and cfg.search_levels > 1:
             keep = sorted(hyps, key=lambda h: -h.score)[:min(len(hyps), (len(hyps) + 1) // 2 + 1)]
             for h in keep:
-                if h.reason.startswith(Reason.NOT_REFINED):
+                if h.reason_code is Reason.NOT_REFINED:
                     continue
                 why = budget.stop_reason("selection")
                 if why:   # budget spent: the hypotheses keep their first-level search
@@ -344,12 +346,12 @@ class PoseEstimator:
         budget.record("selection", timings["selection"])
         ok = [h for h in hyps if h.status == STATUS_OK]
         if not ok:
-            return fail(hyps[0].reason if hyps else f"{Reason.REFINEMENT_FAILED}: no hypothesis",
-                        hypotheses=hyps)
+            # (unreachable today: hypotheses keep their coarse pose instead of failing)
+            return fail(Reason.REFINEMENT_FAILED, "no hypothesis", hypotheses=hyps)
         best = ok[0]
         hyps = [best] + [h for h in hyps if h is not best]
         if best.score < cfg.min_score:
-            return fail(f"{Reason.LOW_SCORE}: best score {best.score:.3f} < min_score "
+            return fail(Reason.LOW_SCORE, f"best score {best.score:.3f} < min_score "
                         f"{cfg.min_score}", hypotheses=hyps)
         cov = best.covariance
         if cov is not None:
@@ -377,9 +379,9 @@ class PoseEstimator:
                 timings[f"refine_iter_{k}"] = timings.get(f"refine_iter_{k}", 0.0) + dt
         except (EstimationError, InputError) as e:
             # the coarse pose stays the hypothesis (and a candidate in selection)
-            h.reason = f"{e} (coarse pose kept)"
+            h.set_reason(e.reason, f"{e.detail} (coarse pose kept)")
         except (np.linalg.LinAlgError, cv2.error) as e:
-            h.reason = f"{Reason.REFINEMENT_FAILED}: {type(e).__name__}: {e} (coarse pose kept)"
+            h.set_reason(Reason.REFINEMENT_FAILED, f"{type(e).__name__}: {e} (coarse pose kept)")
 
     def _refiner(self, reg, mode: str) -> Refiner:
         """The :class:`Refiner` of registered object ``reg`` in ``mode`` under the current config
@@ -441,12 +443,12 @@ class PoseEstimator:
         box = np.asarray(det.box_xywh, dtype=np.float64).reshape(-1)
         reg = self._objects.get(det.obj_id)
         if reg is None:
-            return PoseResult.failed(det.obj_id, f"{Reason.UNKNOWN_OBJECT}: object id "
+            return PoseResult.failed(det.obj_id, Reason.UNKNOWN_OBJECT, f"object id "
                                      f"{det.obj_id!r} is not registered", mode=mode, box_xywh=box)
         try:
             evidence = Evidence(rgb, K, box, depth=depth if mode == "rgbd" else None)
         except InputError as e:
-            return PoseResult.failed(det.obj_id, f"{Reason.BAD_INPUT}: detection box: {e}",
+            return PoseResult.failed(det.obj_id, Reason.BAD_INPUT, f"detection box: {e.detail}",
                                      mode=mode, box_xywh=box)
         t0 = time.perf_counter()
         timings: dict = {}

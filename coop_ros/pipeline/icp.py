@@ -17,7 +17,7 @@ import numpy as np
 from coop_ros.errors import EstimationError
 from coop_ros.geometry.camera import backproject_depth
 from coop_ros.geometry.se3 import rotvec_to_matrix
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 from coop_ros.pipeline.views import QueryImage, RenderTarget, render_at, subsample_pixels
 
 __all__ = ["icp_point_to_plane"]
@@ -152,7 +152,7 @@ def icp_point_to_plane(T0: np.ndarray, query: QueryImage, target: RenderTarget,
         npairs = len(rows)
         if npairs < 12:
             if k == 0:
-                raise EstimationError(f"{Reason.REGISTRATION_FAILED}: only {npairs} rendered pixels "
+                raise EstimationError(Reason.REGISTRATION_FAILED, f"only {npairs} rendered pixels "
                                       "agree with the observed depth")
             break
         p, o, n = Pr[rows, cols], Po[rows, cols], No[rows, cols]

@@ -38,7 +38,7 @@ from coop_ros.geometry.camera import backproject_pixels, project_unchecked
 from coop_ros.geometry.pnp import lm_pnp
 from coop_ros.geometry.rigid import kabsch_magsac
 from coop_ros.pipeline.icp import icp_point_to_plane
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 from coop_ros.pipeline.search import evidence_search
 from coop_ros.pipeline.views import (QueryImage, RenderTarget, pixel_grid, render_and_flow,
                                      subsample_pixels)
@@ -231,7 +231,7 @@ class Refiner:
         rows, cols = subsample_pixels(sel, st.max_points)
         n_corr = len(rows)
         if n_corr < st.min_correspondences:
-            raise EstimationError(f"{Reason.TOO_FEW_CORRESPONDENCES}: {n_corr} confident flow "
+            raise EstimationError(Reason.TOO_FEW_CORRESPONDENCES, f"{n_corr} confident flow "
                                   f"pixels in refinement iteration {k}")
         x2d = grid[rows, cols] + ff.mu[rows, cols]
         X = rend.xyz[rows, cols].astype(np.float64)
@@ -245,13 +245,13 @@ class Refiner:
             w2 = w / (1.0 + (np.linalg.norm(e, axis=1) / c) ** 2)
             res = _lm(x2d, X, w2, Kc, res.T[0].numpy(), st.lm_iterations, last)
         except (EstimationError, InputError) as e:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM PnP: {e}") from None
+            raise EstimationError(Reason.REFINEMENT_FAILED, f"LM PnP: {e}") from None
         T_new = res.T[0].numpy().copy()
         if not np.all(np.isfinite(T_new)) or T_new[2, 3] <= 0:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM gave an invalid pose")
+            raise EstimationError(Reason.REFINEMENT_FAILED, "LM gave an invalid pose")
         # guard against a wild step (a bad flow field): cap the move per iteration
         if np.linalg.norm(T_new[:3, 3] - T[:3, 3]) > 0.5 * obj.diameter + 0.3 * T[2, 3]:
-            raise EstimationError(f"{Reason.REFINEMENT_FAILED}: LM step too large")
+            raise EstimationError(Reason.REFINEMENT_FAILED, "LM step too large")
         return T_new, res.covariance[0].numpy().copy(), n_corr
 
     def rgbd(self, T0: np.ndarray, query: QueryImage, evidence=None,

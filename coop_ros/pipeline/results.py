@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from coop_ros.errors import InputError
+from coop_ros.errors import InputError, Reason, reason_text
 
 __all__ = ["Detection", "PoseConfig", "Hypothesis", "PoseResult", "STATUS_OK", "STATUS_FAILED",
            "STATUS_SKIPPED", "Reason"]
@@ -21,35 +21,6 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 #: not estimated on purpose (time budget spent, cancelled, over max_detections): no pose, no error
 STATUS_SKIPPED = "skipped"
-
-
-class Reason:
-    """Failure reasons (``PoseResult.reason`` starts with one of these words)."""
-
-    UNKNOWN_OBJECT = "unknown_object"
-    BOX_OUTSIDE_IMAGE = "box_outside_image"
-    BAD_INPUT = "bad_input"
-    EMPTY_DEPTH = "empty_depth"
-    NO_TEMPLATE_MATCHED = "no_template_matched"
-    TOO_FEW_CORRESPONDENCES = "too_few_correspondences"
-    PNP_FAILED = "pnp_failed"
-    REGISTRATION_FAILED = "registration_failed"
-    REFINEMENT_FAILED = "refinement_failed"
-    LOW_SCORE = "low_score"
-    NUMERICAL_ERROR = "numerical_error"
-    # status "skipped" (work not done on purpose, see PoseEstimator.estimate)
-    BUDGET_EXHAUSTED = "budget_exhausted"   # the frame's time budget was spent before it
-    CANCELLED = "cancelled"                 # should_stop() said stop (node shutting down)
-    MAX_DETECTIONS = "max_detections"       # ranked below the node's max_detections
-    STALE_INPUT = "stale_input"             # the frame was older than discard_older_than_ms
-    # an ok hypothesis that the time budget left unrefined (Hypothesis.reason; T = T_coarse)
-    NOT_REFINED = "not_refined"
-
-
-def reason_word(reason: str) -> str:
-    """The :class:`Reason` word a reason text ("<word>: <detail>") starts with; the one place
-    reason texts are taken apart."""
-    return reason.split(":", 1)[0].strip() if reason else ""
 
 
 @dataclass
@@ -211,9 +182,11 @@ class Hypothesis:
     score: selection score in [0, 1] (higher = better; weight-free: the image evidence of T,
     :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
     (refinement never lowers it: score >= score_coarse).
-    covariance: (6, 6) or None. status / reason: "ok" or "failed" + why; a refinement that raised
-    keeps T = T_coarse, status "ok" and says so in ``reason``; an ok hypothesis the time budget
-    left unrefined has reason "not_refined: ..." and T = T_coarse.
+    covariance: (6, 6) or None. status: "ok" (hypotheses do not fail: a refinement that raised
+    keeps T = T_coarse and says why). reason: "" or the text "<reason>: <detail>";
+    reason_code: its :class:`~coop_ros.errors.Reason` (None when refinement ran): the
+    refinement's error reason (the coarse pose kept), or ``Reason.NOT_REFINED`` for a hypothesis
+    the time budget left unrefined (T = T_coarse).
     """
 
     T_coarse: np.ndarray
@@ -227,6 +200,11 @@ class Hypothesis:
     score_coarse: float = float("nan")
     status: str = STATUS_OK
     reason: str = ""
+    reason_code: Reason | None = None
+
+    def set_reason(self, reason: Reason | None, detail: str) -> None:
+        """Say why this hypothesis kept its coarse pose (text and code together)."""
+        self.reason, self.reason_code = reason_text(reason, detail), reason
 
 
 @dataclass
@@ -234,9 +212,9 @@ class PoseResult:
     """Result for one detection.
 
     obj_id: the detection's object id. status: "ok", "failed" or "skipped" (not attempted: time
-    budget spent, cancelled); reason: empty when ok, else a message starting with a
-    :class:`Reason` word (never a silent identity pose: a failed / skipped result has
-    ``T_cam_obj`` None).
+    budget spent, cancelled); reason: empty when ok, else the text "<reason>: <detail>" (published
+    in ``ObjectPoseEstimate.reason``); reason_code: that :class:`~coop_ros.errors.Reason` (None
+    when ok). Never a silent identity pose: a failed / skipped result has ``T_cam_obj`` None.
     best_so_far: True when the time budget stopped refinement before every hypothesis was
     refined: the pose is the best of the hypotheses scored so far (see ``Hypothesis.reason``).
     T_cam_obj: (4, 4) float64 best pose [m] or None. covariance: (6, 6) float64 ROS order, camera
@@ -262,23 +240,23 @@ class PoseResult:
     mode: str = "rgb"
     box_xywh: np.ndarray | None = None
     best_so_far: bool = False
+    reason_code: Reason | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
-    @property
-    def reason_word(self) -> str:
-        """The :class:`Reason` word ``reason`` starts with ("" when there is none)."""
-        return reason_word(self.reason)
+    @classmethod
+    def failed(cls, obj_id, reason: Reason | None, detail: str, **kw) -> "PoseResult":
+        """A failed result: no pose, ``reason`` says why (``detail`` names the problem)."""
+        return cls(obj_id=obj_id, status=STATUS_FAILED, reason=reason_text(reason, detail),
+                   reason_code=reason, **kw)
 
     @classmethod
-    def failed(cls, obj_id, reason: str, **kw) -> "PoseResult":
-        return cls(obj_id=obj_id, status=STATUS_FAILED, reason=reason, **kw)
-
-    @classmethod
-    def skipped(cls, obj_id, reason: str, **kw) -> "PoseResult":
-        return cls(obj_id=obj_id, status=STATUS_SKIPPED, reason=reason, **kw)
+    def skipped(cls, obj_id, reason: Reason, detail: str, **kw) -> "PoseResult":
+        """A result not estimated on purpose (budget spent, cancelled, over max_detections)."""
+        return cls(obj_id=obj_id, status=STATUS_SKIPPED, reason=reason_text(reason, detail),
+                   reason_code=reason, **kw)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (lists instead of arrays)."""

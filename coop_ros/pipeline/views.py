@@ -12,7 +12,7 @@ import numpy as np
 from coop_ros.backends.base import Backend, ImageCrop
 from coop_ros.errors import EstimationError, InputError
 from coop_ros.geometry.camera import crop_around_projection
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 
 __all__ = ["QueryImage", "RenderTarget", "pose_crop", "render_view", "render_at", "render_and_flow",
            "pixel_grid", "subsample_pixels"]
@@ -56,7 +56,7 @@ def pose_crop(query: QueryImage, T: np.ndarray, obj, size: int, margin: float = 
         return crop_around_projection(query.K, T, obj.diameter, size, margin=margin,
                                       image_size=query.image_size, center_obj=obj.center)
     except InputError as e:
-        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: the pose leaves the image ({e})") \
+        raise EstimationError(Reason.REFINEMENT_FAILED, f"the pose leaves the image ({e})") \
             from None
 
 
@@ -92,7 +92,7 @@ def render_and_flow(query: QueryImage, T: np.ndarray, target: RenderTarget, back
     Returns (K_crop, rendering, query crop, FlowField); EstimationError on an empty rendering."""
     crop, Kc, rend = render_at(query, T, target)
     if not rend.mask.any():
-        raise EstimationError(f"{Reason.REFINEMENT_FAILED}: empty rendering at the pose")
+        raise EstimationError(Reason.REFINEMENT_FAILED, "empty rendering at the pose")
     q = query.view(crop, use_depth=use_depth)
     return Kc, rend, q, backend.flow.flow(rend, q)
 

@@ -46,7 +46,7 @@ class FrameOutput:
     no transform or no parent frame; ``object_poses`` [(object name, PoseWithCovarianceStamped)];
     ``marker_items`` / ``overlay_items`` / ``overlay_fail`` feed markers.py; ``rgb`` / ``K`` are
     None when the frame could not be converted; ``failures`` / ``skipped`` are
-    "<instance>: <reason>" lines; ``skipped_reasons``: {Reason word: count} of the skipped."""
+    "<instance>: <reason>" lines; ``skipped_reasons``: {Reason: count} of the skipped."""
 
     header: object
     poses: object
@@ -199,15 +199,15 @@ class FrameProcessor:
         results: list = [None] * len(entries)
         known = [i for i, (_, s, _) in enumerate(entries) if s is not None]
 
-        def skip_all(idx, reason):
+        def skip_all(idx, reason, detail):
             for i in idx:
-                results[i] = PoseResult.skipped(entries[i][1].name, reason)
+                results[i] = PoseResult.skipped(entries[i][1].name, reason, detail)
 
         rgb = K = None
         age_ms = None if (now_ns is None or stamp == 0) else (now_ns - stamp) * 1e-6
         if cfg.discard_older_than_ms > 0 and age_ms is not None and \
                 age_ms > cfg.discard_older_than_ms:
-            skip_all(known, f"{Reason.STALE_INPUT}: image stamp {_fmt_stamp(stamp)} is "
+            skip_all(known, Reason.STALE_INPUT, f"image stamp {_fmt_stamp(stamp)} is "
                             f"{age_ms / 1000:.3f} s old > discard_older_than_ms "
                             f"{cfg.discard_older_than_ms}")
             todo = []
@@ -220,7 +220,7 @@ class FrameProcessor:
                 todo = order[:cfg.max_detections]
                 for rank, i in enumerate(order[cfg.max_detections:], cfg.max_detections + 1):
                     results[i] = PoseResult.skipped(
-                        entries[i][1].name, f"{Reason.MAX_DETECTIONS}: ranked {rank} of "
+                        entries[i][1].name, Reason.MAX_DETECTIONS, f"ranked {rank} of "
                         f"{len(order)} by detector score {entries[i][0]['score']:.3g} "
                         f"(max_detections {cfg.max_detections})")
         if todo:
@@ -228,7 +228,7 @@ class FrameProcessor:
                 rgb, K, depth = self.frame_arrays(frame, camera_info, cfg, notes)
             except InputError as e:
                 for i in todo:
-                    results[i] = PoseResult.failed(entries[i][1].name, f"{Reason.BAD_INPUT}: {e}")
+                    results[i] = PoseResult.failed(entries[i][1].name, Reason.BAD_INPUT, str(e))
                 todo = []
             if todo and depth is not None:
                 from coop_ros.pipeline.sanity import box_scale_problem
@@ -236,7 +236,7 @@ class FrameProcessor:
                     d, spec, _ = entries[i]
                     p = box_scale_problem(d["box_xywh"], depth, K, self.models[spec.name].diameter)
                     if p:
-                        results[i] = PoseResult.failed(spec.name, f"{Reason.BAD_INPUT}: {p[1]}")
+                        results[i] = PoseResult.failed(spec.name, Reason.BAD_INPUT, p[1])
                         todo.remove(i)
             if todo:
                 reserve = self.output_times.expected("output") * len(entries)
@@ -263,7 +263,7 @@ class FrameProcessor:
             e = ObjectPoseEstimate(class_id=d["class_id"], instance_id=iid)
             e.object_name = spec.name if spec else ""
             if spec is None:
-                r = PoseResult.failed("", f"{Reason.UNKNOWN_OBJECT}: class_id {d['class_id']!r} "
+                r = PoseResult.failed("", Reason.UNKNOWN_OBJECT, f"class_id {d['class_id']!r} "
                                           f"is not configured (known: {sorted(self.by_class)})")
             if not r.ok:
                 skipped = r.status == STATUS_SKIPPED
@@ -274,9 +274,9 @@ class FrameProcessor:
                 (out.skipped if skipped else out.failures).append(
                     f"{iid or d['class_id']}: {r.reason}")
                 if skipped:
-                    w = r.reason_word
+                    w = r.reason_code
                     out.skipped_reasons[w] = out.skipped_reasons.get(w, 0) + 1
-                out.overlay_fail.append({"box": d["box_xywh"], "label": r.reason_word})
+                out.overlay_fail.append({"box": d["box_xywh"], "label": str(r.reason_code or "")})
                 if r.timings:
                     e.timings = _timings(r.timings)
                 est_arr.estimates.append(e)

@@ -56,7 +56,7 @@ from visualization_msgs.msg import MarkerArray
 
 from coop_ros.errors import CoopError
 from coop_ros.msg import ObjectPoseEstimateArray
-from coop_ros.pipeline.results import Reason
+from coop_ros.errors import Reason
 from coop_ros.ros import conversions as conv
 from coop_ros.ros.diagnostics import NodeDiagnostics, Rate
 from coop_ros.ros.frame import FrameProcessor, Note
