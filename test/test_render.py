@@ -100,6 +100,26 @@ def test_depth_lies_on_mesh_and_xyz_matches(renderer):
     assert np.percentile(e, 99) < 1e-3
 
 
+def test_depth_in_a_region_equals_the_full_render(renderer):
+    """render_depth(region=...) renders and reads only a window (the synthetic GT's speed-up):
+    inside it the same floats as the full-frame render, outside 0; a window that cuts the
+    object keeps only its part; an empty window gives zeros."""
+    V, F = _torus()
+    renderer.add_mesh("torus_r", V, F)
+    K = _K(700.0, 690.0, 160.3, 118.7)
+    full = renderer.render_depth("torus_r", TILT, K, 320, 240)
+    ys, xs = np.nonzero(full)
+    box = (xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3)
+    part = renderer.render_depth("torus_r", TILT, K, 320, 240, region=box)
+    assert part.dtype == np.float32 and np.array_equal(part, full)
+    cut = renderer.render_depth("torus_r", TILT, K, 320, 240, region=(0, 0, 160, 240))
+    assert np.array_equal(cut[:, :160], full[:, :160]) and not cut[:, 160:].any()
+    assert full[:, 160:].any()
+    assert not renderer.render_depth("torus_r", TILT, K, 320, 240, region=(400, 0, 500, 9)).any()
+    after = renderer.render_depth("torus_r", TILT, K, 320, 240)   # the scissor is reset
+    assert np.array_equal(after, full)
+
+
 def test_pixel_centre_convention(renderer):
     """A sub-pixel triangle around the 3D point K projects to (u, v) covers exactly that pixel;
     a quad whose edges lie on pixel borders (half-integers) covers exactly the enclosed pixels."""

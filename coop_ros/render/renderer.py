@@ -597,13 +597,18 @@ class Renderer:
         return RenderOutput(rgb=rgb, depth=depth, mask=depth > 0, xyz=xyz_out, labels=None)
 
     def render_depth(self, key: str, T_cam_obj, K, width: int | None = None,
-                     height: int | None = None) -> np.ndarray:
+                     height: int | None = None, region=None) -> np.ndarray:
         """Depth only of one mesh at one pose (the mask is ``depth > 0``): the same pixels as
         :meth:`render`, without reading the colour and coordinate attachments back.
 
         Args:
             key: an uploaded mesh; T_cam_obj: (4, 4) pose [m]; K: (3, 3) [px];
             width, height: image size [px] (default: the renderer's).
+            region: optional ``(x0, y0, x1, y1)`` integer pixel bounds (x1, y1 exclusive) that
+                hold the whole object (e.g. its projected bounding box): only they are cleared,
+                rasterised (GL scissor test) and read back, the rest of the image is 0. Inside
+                the region the pixels equal a full-frame render's (same projection); on
+                llvmpipe a small region is several times faster.
         Returns:
             (H, W) float32 camera z [m], 0 off the object.
         """
@@ -611,17 +616,31 @@ class Renderer:
         T = self._check_poses(T_cam_obj)[0]
         Kc = self._check_Ks(K, 1)[0]
         W, H = self._size(width, height)
-        depth = np.empty((H, W), dtype=np.float32)
+        vp = (0, 0, W, H)
+        if region is not None:
+            x0, y0, x1, y1 = (int(v) for v in region)
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+            if x1 <= x0 or y1 <= y0:
+                return np.zeros((H, W), dtype=np.float32)
+            vp = (x0, y0, x1 - x0, y1 - y0)
+        out = np.zeros((H, W), dtype=np.float32)
+        depth = np.empty((vp[3], vp[2]), dtype=np.float32)
         with self.ctx:
             fbo = self._fbo(W, H)
             fbo.use()
             self._set_light(Light())
             self.prog["u_label"].value = 1.0 / 255.0
             near, far = self._near_far([(mesh, T)])
-            self._clear(fbo)
-            self._draw(mesh, T, projection_from_K(Kc, W, H, near, far))
-            fbo.read_into(depth, (0, 0, W, H), components=1, attachment=2, dtype="f4")
-        return depth
+            self.ctx.enable_only(self.ctx.DEPTH_TEST)
+            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0, viewport=vp)
+            self.ctx.scissor = vp
+            try:
+                self._draw(mesh, T, projection_from_K(Kc, W, H, near, far))
+            finally:
+                self.ctx.scissor = None
+            fbo.read_into(depth, vp, components=1, attachment=2, dtype="f4")
+        out[vp[1]:vp[1] + vp[3], vp[0]:vp[0] + vp[2]] = depth
+        return out
 
     def render_scene(self, items, K, width: int | None = None, height: int | None = None,
                      light: Light | None = None, background=None) -> RenderOutput:
