@@ -1,7 +1,7 @@
 """Does the realistic synthetic benchmark predict accuracy on real images? A printed table.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/eval_realistic.py [--real ../shared/real]
-        [--out /tmp/coop_realistic] [--scenes 4] [--images 3] [--real-every 8]
+        [--out /tmp/coop_realistic] [--scenes 8] [--images 3] [--real-every 8]
         [--rgbd-max-targets 48] [--fresh]
 
 1. Generates (when missing) realistic scenes of the 8 LM-O meshes of ``lmo_rgb_dev/models``
@@ -154,10 +154,12 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
     (all GT instances), and per instance with visib_fract >= 0.7 the photo inside the eroded
     visible silhouette vs the mesh's colours rendered unshaded at the GT pose: brightness ratio,
     hue shift [deg] and saturation ratio (objects with mesh saturation > 0.25), and the ratio of
-    gradient energies (photo detail / mesh detail)."""
+    gradient energies (photo detail / mesh detail); per instance with visib_fract >= 0.1 the share
+    of Canny edge pixels (50 / 150) around it: in its visible box grown by half its size on each
+    side, outside every GT silhouette (the background clutter the target is matched against)."""
     from coop_ros.render.renderer import Light
 
-    z, h, vf, br, dh, sat, grad = [], [], [], [], [], [], []
+    z, h, vf, br, dh, sat, grad, bge = [], [], [], [], [], [], [], []
     for sdir in sorted((root / "test").iterdir()):
         cam = json.loads((sdir / "scene_camera.json").read_text())
         gt = json.loads((sdir / "scene_gt.json").read_text())
@@ -176,9 +178,19 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
                 z.append(T[2, 3])
             H, W = rgb.shape[:2]
             sc = renderer.render_scene(items, K, W, H, light=Light(ambient=1.0, diffuse=0.0))
+            edges = cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 50, 150) > 0
             for gi, inf in enumerate(info[k]):
                 h.append(inf["bbox_obj"][3])
                 vf.append(inf["visib_fract"])
+                x, y, bw, bh = inf["bbox_visib"]
+                if inf["visib_fract"] >= 0.1 and bw > 0:
+                    # background clutter: edge pixels in the visible box grown by half its size
+                    # on each side, outside every GT object's silhouette
+                    x0, y0 = max(x - bw // 2, 0), max(y - bh // 2, 0)
+                    x1, y1 = min(x + bw + bw // 2, W), min(y + bh + bh // 2, H)
+                    ring = sc.labels[0][y0:y1, x0:x1] < 0
+                    if ring.sum() > 100:
+                        bge.append(float(edges[y0:y1, x0:x1][ring].mean()))
                 if inf["visib_fract"] < 0.7:
                     continue
                 m = cv2.erode((sc.labels[0] == gi).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -202,7 +214,8 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
             "colour instances": len(br), "photo/mesh brightness (10/50/90 %)": q(br),
             "abs. hue shift deg (10/50/90 %)": q(dh) if dh else "-",
             "saturation ratio (10/50/90 %)": q(sat) if sat else "-",
-            "detail ratio (10/50/90 %)": q(grad)}
+            "detail ratio (10/50/90 %)": q(grad),
+            "background edge density around targets (10/50/90 %)": q(bge)}
 
 
 def _depth_stats(depth_mm: np.ndarray, gt_mm: np.ndarray) -> dict:
@@ -290,7 +303,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--real", default=str(here.parents[2] / "shared" / "real"))
     ap.add_argument("--out", default="/tmp/coop_realistic")
-    ap.add_argument("--scenes", type=int, default=4)
+    ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--real-every", type=int, default=8)
     ap.add_argument("--rgbd-max-targets", type=int, default=48)

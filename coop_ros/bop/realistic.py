@@ -6,8 +6,10 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
 ``images_per_scene`` viewpoints (:func:`render_view`), as BOP's real test sets are recorded;
 :func:`coop_ros.bop.synth.generate_dataset` calls both.
 
-1. **Layout** (:func:`sample_tabletop`): a table (a textured support plane, world z = 0) and a
-   wall behind it; targets and distractors rest on the table in **stable poses**
+1. **Layout** (:func:`sample_tabletop`, magnitudes: :data:`LAYOUT`): a table (a support plane,
+   world z = 0, covered with desk clutter: :func:`desk_clutter`), in half of the scenes a
+   fiducial marker board under the cluster (:func:`marker_board`, as LINEMOD / LM-O and T-LESS
+   were recorded), and a wall behind it; targets and distractors rest on the table in **stable poses**
    (``trimesh.poses.compute_stable_poses``, drawn with their probabilities, random yaw), packed
    around a cluster centre: each object is dropped at a random radius and slid outwards until its
    footprint (convex hull of its vertices on the table, rasterised at 4 mm) is free, so crowded
@@ -15,7 +17,7 @@ A scene folder is one arrangement on a table (:func:`make_table_scene`) seen fro
    0.95 m, std 0.22 m: LM-O's object distances have 10 / 50 / 90 % quantiles 0.71 / 0.95 /
    1.19 m) at 10-80 deg elevation, any azimuth, roll std 5 deg. Distractors: the generator's pool
    (random primitives, built-in objects, mesh pools such as pybullet_data's when installed;
-   6-14 per scene, spread over 1.5 times the targets' radius), among them three printed boxes
+   10-18 per scene, spread over 1.2 times the targets' radius), among them three printed boxes
    of 8-35 cm sides: the first one larger than 15 cm stands in the middle of the cluster (like
    LM-O's unannotated bench vise), the others around it (its lamp and monitor).
 2. **Light**: 2-3 point lights 0.8-2.5 m above the table, colour temperature 3000-6500 K, the
@@ -49,7 +51,8 @@ from coop_ros.geometry.se3 import make_pose
 from coop_ros.objects import ObjectModel
 
 __all__ = ["APPEARANCE", "scene_appearance", "stable_poses", "sample_tabletop", "TableScene",
-           "make_table_scene", "render_view", "KINECT_K", "color_temperature_rgb"]
+           "make_table_scene", "render_view", "KINECT_K", "color_temperature_rgb", "LAYOUT",
+           "marker_board", "desk_clutter"]
 
 #: Kinect v1 RGB intrinsics of LINEMOD / LM-O (BOP lm camera.json), 640 x 480
 KINECT_K = [[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]]
@@ -248,8 +251,20 @@ def _hull_xy(obj: ObjectModel, T: np.ndarray) -> np.ndarray:
     return (V @ T[:3, :3].T + T[:3, 3])[:, :2]
 
 
+#: table-top layout: targets are dropped within ``cluster_radius_m`` of the cluster centre,
+#: small distractors within ``distractor_reach`` times it, then slid outwards until free.
+#: ``board_prob``: share of scenes whose cluster stands on a fiducial marker board (LINEMOD /
+#: LM-O and T-LESS were recorded on one, YCB-Video on bare tables), ``board_side_m`` its side.
+#: ``table_repeat``: the table's clutter texture repeats this often over its 2.4 m (features of
+#: ~3-40 cm: papers, devices, cables on a desk). Calibrated with ``bench/eval_realistic.py
+#: --stats`` ("background edge density around targets": LM-O dev 0.13 / 0.18 / 0.24 at
+#: 10 / 50 / 90 %; with one big texture and no board the synthetic scenes had 0.02 / 0.05 / 0.09)
+LAYOUT = {"cluster_radius_m": 0.11, "distractor_reach": 1.2, "board_prob": 0.5,
+          "board_side_m": (0.45, 0.7), "table_repeat": (2, 5)}
+
+
 def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
-                    cluster_radius: float = 0.15) -> list:
+                    cluster_radius: float | None = None) -> list:
     """Place objects on the table (world z = 0) around the origin.
 
     Args:
@@ -257,12 +272,15 @@ def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
         targets, distractors: lists of ``(key, ObjectModel, (transforms, probabilities), obj_id)``
             (stable poses from :func:`stable_poses`), targets first in the cluster.
         cluster_radius: radius [m] within which objects are dropped before sliding outwards
-            (distractors: 1.5 times it; the first object larger than 15 cm: the middle,
-            the others: 1.6-2.8 times it).
+            (None: ``LAYOUT["cluster_radius_m"]``; distractors: ``LAYOUT["distractor_reach"]``
+            times it; the first object larger than 15 cm: the middle, the others: 1.6-2.8
+            times it).
     Returns:
         list of :class:`Placed` (an object that finds no free spot within 0.8 m of its drop
         point is left out).
     """
+    if cluster_radius is None:
+        cluster_radius = LAYOUT["cluster_radius_m"]
     fp = _Footprints()
     placed = []
     big = [d for d in distractors if d[1].extents.max() > 0.15]
@@ -274,7 +292,7 @@ def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
         # the first large object (> 15 cm) stands in the middle of the cluster, as LM-O's bench
         # vise, the others around it (lamp, monitor); small distractors spread over 1.5 times
         # the radius, clutter around the targets
-        reach = cluster_radius * (1.0 if obj_id > 0 else 1.5)
+        reach = cluster_radius * (1.0 if obj_id > 0 else LAYOUT["distractor_reach"])
         if obj.extents.max() <= 0.15:
             r0 = reach * np.sqrt(rng.uniform())
         elif n_done == 0:
@@ -324,7 +342,7 @@ class TableScene:
         shadow_maps: one :class:`~coop_ros.render.lighting.ShadowMap` (or None) per light.
         ambient: (3,) linear ambient irradiance.
         ks, shininess: (n_items,) specular coefficient / exponent per renderer item
-            (placed objects, then the table and the wall).
+            (placed objects, then the table, the wall and the marker board).
         kelvin: colour temperature of the lights [K].
     """
 
@@ -338,9 +356,11 @@ class TableScene:
     kelvin: float
 
     def items(self) -> list:
-        """Renderer items ``(key, T_world_obj)``: the placed objects, the table, the wall."""
+        """Renderer items ``(key, T_world_obj)``: the placed objects, the table, the wall, the
+        marker board (below the table, out of sight, in a scene without one)."""
         return [(p.key, p.T_world) for p in self.placed] + [("__table__", np.eye(4)),
-                                                            ("__wall__", np.eye(4))]
+                                                            ("__wall__", np.eye(4)),
+                                                            ("__board__", np.eye(4))]
 
 
 def _desaturated_background(h: int, w: int, rng) -> np.ndarray:
@@ -351,6 +371,85 @@ def _desaturated_background(h: int, w: int, rng) -> np.ndarray:
     img = random_background(h, w, rng).astype(np.float32) / 255.0
     return np.round(_hsv_adjust(img, 0.0, float(rng.uniform(0.3, 0.8)),
                                 np.ones(h * w, np.float32)) * 255).astype(np.uint8)
+
+
+def desk_clutter(size: int, rng: np.random.Generator, items: tuple = (100, 200)) -> np.ndarray:
+    """(size, size, 3) uint8 table texture: the desaturated procedural background covered with
+    ``items`` (min, max) desk things at 3-25 % of the side -- printed white sheets, books and
+    pictures (striped, chequered, lettered or plain patches with a dark outline), small dark
+    devices, and cables (dark poly-lines) -- the clutter real table-top scenes show around
+    their objects."""
+    from PIL import Image, ImageDraw
+
+    from coop_ros.bop.procedural import random_texture
+
+    im = Image.fromarray(_desaturated_background(size, size, rng))
+    d = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(items[0], items[1] + 1))):
+        k = rng.random()
+        x0, y0 = int(rng.integers(-size // 10, size)), int(rng.integers(-size // 10, size))
+        w_, h_ = (int(v) for v in rng.uniform(0.03, 0.25, 2) * size)
+        if k < 0.3 and w_ >= 8 and h_ >= 8:         # a printed sheet: dark lines on white
+            p = int(rng.integers(205, 250))
+            d.rectangle((x0, y0, x0 + w_, y0 + h_), fill=(p, p, p - int(rng.integers(0, 12))))
+            lh = max(int(rng.uniform(0.03, 0.08) * h_), 2)
+            ink = int(rng.integers(10, 70))
+            for yy in range(y0 + 2 * lh, y0 + h_ - 2 * lh, 2 * lh):
+                xx = x0 + 2 * lh
+                while xx < x0 + w_ - 2 * lh:
+                    ln = int(rng.integers(lh, 6 * lh))
+                    d.rectangle((xx, yy, min(xx + ln, x0 + w_ - 2 * lh), yy + lh - 1),
+                                fill=(ink, ink, ink))
+                    xx += ln + lh
+        elif k < 0.55 and w_ >= 8 and h_ >= 8:      # a book, a box top, a picture
+            patch = random_texture(h_, w_, rng)
+            patch = _hsv_adjust(patch.astype(np.float32) / 255.0, 0.0,
+                                float(rng.uniform(0.3, 0.9)), np.ones(h_ * w_, np.float32))
+            im.paste(Image.fromarray(np.round(patch * 255).astype(np.uint8)), (x0, y0))
+            d.rectangle((x0, y0, x0 + w_, y0 + h_), outline=tuple(int(v) for v in
+                        rng.integers(10, 60, 3)), width=int(rng.integers(1, 4)))
+        elif k < 0.75:                              # a small dark device
+            g = int(rng.integers(5, 45))
+            box = (x0, y0, x0 + w_ // 3 + 4, y0 + h_ // 3 + 4)
+            (d.rectangle if rng.random() < 0.6 else d.ellipse)(
+                box, fill=(g, g + int(rng.integers(0, 10)), g + int(rng.integers(0, 15))))
+        else:                                       # a cable
+            pts = [(x0, y0)]
+            for _ in range(int(rng.integers(3, 8))):
+                pts.append((pts[-1][0] + int(rng.normal(0, size / 12)),
+                            pts[-1][1] + int(rng.normal(0, size / 12))))
+            g = int(rng.integers(10, 80))
+            d.line(pts, fill=(g, g, g), width=int(rng.integers(2, 7)), joint="curve")
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def marker_board(size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, 3) uint8 texture of a fiducial marker board like LINEMOD's: off-white paper,
+    a ring of 7-9 black square markers per side with a random 4 x 4 bit pattern inside a black
+    border (ArUco-style), the middle plain or (30 %) printed with a clutter picture."""
+    from coop_ros.bop.procedural import random_background
+
+    paper = float(rng.uniform(200, 240))
+    img = np.full((size, size, 3), paper, np.float32) * \
+        (1.0 + rng.uniform(-0.03, 0.03, 3)).astype(np.float32)
+    n = int(rng.integers(7, 10))
+    cell = size / n
+    m = int(cell * 0.8)
+    if rng.random() < 0.3:
+        inner = size - 2 * int(cell) - 8
+        if inner > 16:
+            o = int(cell) + 4
+            img[o:o + inner, o:o + inner] = random_background(inner, inner, rng)
+    for i in range(n):
+        for j in range(n):
+            if 0 < i < n - 1 and 0 < j < n - 1:
+                continue
+            y0, x0 = int(i * cell + (cell - m) / 2), int(j * cell + (cell - m) / 2)
+            bits = rng.random((6, 6)) < 0.5
+            bits[0, :] = bits[-1, :] = bits[:, 0] = bits[:, -1] = False   # the black border
+            tile = np.kron(bits, np.ones((int(np.ceil(m / 6)),) * 2, bool))[:m, :m]
+            img[y0:y0 + m, x0:x0 + m] = np.where(tile[..., None], paper, 15.0)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
 def make_table_scene(renderer, rng: np.random.Generator, targets, distractors) -> TableScene:
@@ -369,9 +468,22 @@ def make_table_scene(renderer, rng: np.random.Generator, targets, distractors) -
     centre = np.array([0.0, 0.0, 0.05]) + np.r_[rng.normal(0, 0.03, 2), 0.0]
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
     quad = np.array([[0, 1, 2], [0, 2, 3]])
+    rep = float(rng.integers(LAYOUT["table_repeat"][0], LAYOUT["table_repeat"][1] + 1))
     renderer.add_mesh("__table__", np.array([[-1.2, -1.2, 0], [1.2, -1.2, 0], [1.2, 1.2, 0],
-                                             [-1.2, 1.2, 0.0]]), quad, uv=uv,
-                      texture=_desaturated_background(1024, 1024, rng))
+                                             [-1.2, 1.2, 0.0]]), quad, uv=uv * rep,
+                      texture=desk_clutter(1024, rng))
+    # the marker board under the cluster (0.5 mm above the table), or none
+    if rng.random() < LAYOUT["board_prob"]:
+        half = 0.5 * float(rng.uniform(*LAYOUT["board_side_m"]))
+        yaw = rng.uniform(0, 2 * np.pi)
+        c, s_ = np.cos(yaw), np.sin(yaw)
+        sq = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+        xy = sq @ np.array([[c, s_], [-s_, c]]) + centre[:2] + rng.normal(0, 0.03, 2)
+        renderer.add_mesh("__board__", np.c_[xy, np.full(4, 5e-4)], quad, uv=uv,
+                          texture=marker_board(1024, rng))
+    else:
+        renderer.add_mesh("__board__", np.array([[0, 0, -1.0], [1e-3, 0, -1.0],
+                                                 [0, 1e-3, -1.0]]), np.array([[0, 1, 2]]))
     a = rng.uniform(0, 2 * np.pi)                      # the wall: 1.0-1.6 m from the centre
     back, side = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)]) * 2.5
     wc = back * rng.uniform(1.0, 1.6)
@@ -379,8 +491,8 @@ def make_table_scene(renderer, rng: np.random.Generator, targets, distractors) -
                                             [*(wc + side), 2.0], [*(wc - side), 2.0]]), quad,
                       uv=uv, texture=_desaturated_background(512, 1024, rng))
     n_obj = len(placed)
-    ks = np.concatenate([rng.uniform(0.05, 0.4, n_obj), [rng.uniform(0.0, 0.1), 0.0]])
-    shin = np.concatenate([rng.uniform(10, 80, n_obj), [rng.uniform(5, 20), 5.0]])
+    ks = np.concatenate([rng.uniform(0.05, 0.4, n_obj), [rng.uniform(0.0, 0.1), 0.0, 0.05]])
+    shin = np.concatenate([rng.uniform(10, 80, n_obj), [rng.uniform(5, 20), 5.0, 10.0]])
     kelvin = float(rng.uniform(3000, 6500))
     tint = color_temperature_rgb(kelvin)
     lights, maps = [], []

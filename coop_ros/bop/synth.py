@@ -83,7 +83,7 @@ __all__ = [
 #: scene presets of ``coop-ros synth --preset``
 PRESETS = ("default", "realistic")
 #: (min, max) distractors per image when not given, per preset
-DEFAULT_DISTRACTORS = {"default": (0, 2), "realistic": (6, 14)}
+DEFAULT_DISTRACTORS = {"default": (0, 2), "realistic": (10, 18)}
 
 #: occlusion level -> (probability that a target gets an occluder, minimum visib_fract of targets,
 #: (min, max) image distance between target and occluder centres as a fraction of the sum of their
@@ -874,7 +874,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
         width, height: image size [px]; K: (3, 3) intrinsics [px] (default
             :func:`default_intrinsics`; realistic preset: the Kinect v1 K of LM-O, scaled).
         objects_per_image: (min, max) target instances per image.
-        distractors: (min, max) free distractors per image (None: (0, 2); realistic: (6, 14)).
+        distractors: (min, max) free distractors per image (None: (0, 2); realistic: (10, 18)).
         occlusion: "none" | "mild" (default: ~30 % of targets get an occluder, every target keeps
             visib_fract >= 0.5) | "heavy".
         depth_noise_m: std of the Gaussian depth noise [m].

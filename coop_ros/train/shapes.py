@@ -69,7 +69,7 @@ def make_shapes_dataset(out_dir, names=("textured_box", "can", "mug"), n_primiti
                         occlusion: str = "mild", progress: bool = True, device: str = "cpu",
                         meshes=(), preset: str = "default"):
     """Write the dataset (see the module docstring); returns the SynthSummary. ``preset``
-    ``realistic``: table-top scenes of 3-6 targets among 6-14 distractors
+    ``realistic``: table-top scenes of 3-6 targets among 10-18 distractors
     (:mod:`coop_ros.bop.realistic`; for ``data.preset: realistic``)."""
     from coop_ros.bop.synth import generate_dataset
 
