@@ -220,9 +220,13 @@ def test_pairs_from_realistic_scenes_and_the_preset_check(tmp_path, source):
     src = SceneSource([tmp_path / "real"], cfg)
     try:
         assert len(src.instances) >= 2
-        pair = coarse_pair(src, src.instances[0], np.random.default_rng(0), PairConfig(), None)
-        assert pair["query"].shape[-2:] == (S, S)
-        assert (pair["cls"] < (S // 16) ** 2).any()           # some patches match the template
+        matched = 0
+        for inst in src.instances:
+            pair = coarse_pair(src, inst, np.random.default_rng(0), PairConfig(), None)
+            assert pair["query"].shape[-2:] == (S, S)
+            matched += int((pair["cls"] < (S // 16) ** 2).any())   # patches match the template
+        # an occluded instance in clutter may have none (5 of these 8 have some)
+        assert matched >= 2
     finally:
         src.release()
     with pytest.raises(InputError, match="holds 'default' scenes"):
