@@ -346,7 +346,7 @@ class PoseEstimator:
         budget.record("selection", timings["selection"])
         ok = [h for h in hyps if h.status == STATUS_OK]
         if not ok:
-            # (unreachable today: hypotheses keep their coarse pose instead of failing)
+            # (hypotheses do not fail: a refinement that raised keeps the coarse pose)
             return fail(Reason.REFINEMENT_FAILED, "no hypothesis", hypotheses=hyps)
         best = ok[0]
         hyps = [best] + [h for h in hyps if h is not best]
