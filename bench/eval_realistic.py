@@ -156,10 +156,11 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
     hue shift [deg] and saturation ratio (objects with mesh saturation > 0.25), and the ratio of
     gradient energies (photo detail / mesh detail); per instance with visib_fract >= 0.1 the share
     of Canny edge pixels (50 / 150) around it: in its visible box grown by half its size on each
-    side, outside every GT silhouette (the background clutter the target is matched against)."""
+    side, outside every GT silhouette (the background clutter the target is matched against);
+    per image the 2 / 50 / 98 % grey levels (global contrast)."""
     from coop_ros.render.renderer import Light
 
-    z, h, vf, br, dh, sat, grad, bge = [], [], [], [], [], [], [], []
+    z, h, vf, br, dh, sat, grad, bge, grey = [], [], [], [], [], [], [], [], []
     for sdir in sorted((root / "test").iterdir()):
         cam = json.loads((sdir / "scene_camera.json").read_text())
         gt = json.loads((sdir / "scene_gt.json").read_text())
@@ -178,7 +179,9 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
                 z.append(T[2, 3])
             H, W = rgb.shape[:2]
             sc = renderer.render_scene(items, K, W, H, light=Light(ambient=1.0, diffuse=0.0))
-            edges = cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 50, 150) > 0
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            grey.append(np.percentile(gray, (2, 50, 98)))
+            edges = cv2.Canny(gray, 50, 150) > 0
             for gi, inf in enumerate(info[k]):
                 h.append(inf["bbox_obj"][3])
                 vf.append(inf["visib_fract"])
@@ -215,7 +218,9 @@ def _scene_stats(root: Path, renderer, max_images: int = 24) -> dict:
             "abs. hue shift deg (10/50/90 %)": q(dh) if dh else "-",
             "saturation ratio (10/50/90 %)": q(sat) if sat else "-",
             "detail ratio (10/50/90 %)": q(grad),
-            "background edge density around targets (10/50/90 %)": q(bge)}
+            "background edge density around targets (10/50/90 %)": q(bge),
+            "image grey level 2/50/98 % (median over images)":
+                "/".join(f"{x:.0f}" for x in np.median(np.array(grey), axis=0))}
 
 
 def _depth_stats(depth_mm: np.ndarray, gt_mm: np.ndarray) -> dict:

@@ -704,9 +704,9 @@ def _targets_gt(renderer, cfg: SynthConfig, K, targets, models: dict, depth_vis_
     # distances from the camera centre (BOP's dist images): the ray factor and the scene's once
     # per image; each target's GT is computed in a window holding its projected bounding box
     # (the same numbers as on the full image, several times faster)
-    xs = (np.arange(W) - K[0, 2]) / K[0, 0]
-    ys = (np.arange(H) - K[1, 2]) / K[1, 1]
-    ray = np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0)
+    rx = (np.arange(W) - K[0, 2]) / K[0, 0]
+    ry = (np.arange(H) - K[1, 2]) / K[1, 1]
+    ray = np.sqrt(rx[None, :] ** 2 + ry[:, None] ** 2 + 1.0)
     dist_vis = np.asarray(depth_vis_mm, dtype=np.float64) * ray
     for key, T, obj_id in targets:
         box = _projected_box(models[obj_id], T, K)
@@ -726,7 +726,7 @@ def _targets_gt(renderer, cfg: SynthConfig, K, targets, models: dict, depth_vis_
             px_all = int(big.sum())
             ys, xs = big.nonzero()
             bbox = calc_2d_bbox(xs - W, ys - H)
-        win = (slice(max(y0, 0), max(y1, 0)), slice(max(x0, 0), max(x1, 0)))
+        win = (slice(y0, max(y1, y0)), slice(x0, max(x1, x0)))
         dist_gt = alone[win].astype(np.float64) * _MM * ray[win]
         info, visib_win = _gt_info(dist_gt, dist_vis[win], cfg.visib_delta_mm, px_all, bbox,
                                    offset=(win[1].start, win[0].start))
