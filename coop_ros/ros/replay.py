@@ -180,8 +180,12 @@ class Replayer(Node):
             self.overlays[self._key(m.header)] = m
 
     def wait_for_node(self, timeout: float = 120.0, need_output: bool = True,
-                      inputs=("image", "detections")) -> bool:
-        """Wait until the node subscribes to our ``inputs`` (and publishes coop/poses)."""
+                      inputs=("image", "depth", "camera_info", "detections")) -> bool:
+        """Wait until the node subscribes to our ``inputs`` (and publishes coop/poses).
+
+        Every topic a frame is published on must be matched before the first frame: a reliable
+        publisher drops what it sends before discovery matched it with the node, and on a busy
+        machine one endpoint (camera_info, say) can match a second later than the others."""
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
             ok = all(self.pubs[k].get_subscription_count() > 0 for k in inputs)
@@ -376,8 +380,9 @@ def main(argv=None) -> int:
         print(f"[replay] waiting for coop_node (up to {args.startup_timeout:.0f} s) ...",
               flush=True)
         if not rep.wait_for_node(args.startup_timeout):
-            print("[replay] ERROR: coop_node did not come up (no subscriber on 'image' / "
-                  "publisher of 'coop/poses')", file=sys.stderr)
+            print("[replay] ERROR: coop_node did not come up (no subscriber on one of 'image', "
+                  "'depth', 'camera_info', 'detections' / no publisher of 'coop/poses')",
+                  file=sys.stderr)
             return 3
         sent = []
         period = 1.0 / args.rate if args.rate > 0 else 0.0
