@@ -31,8 +31,7 @@ def scene(tmp_path_factory):
 class _Rig:
     """A node + a publisher/listener in this process, with /diagnostics recorded."""
 
-    def __init__(self, scene, reliability="reliable",
-                 inputs=("image", "depth", "camera_info", "detections"), **params):
+    def __init__(self, scene, reliability="reliable", inputs=None, **params):
         from diagnostic_msgs.msg import DiagnosticArray
 
         from coop_ros.bop.dataset import BopDataset

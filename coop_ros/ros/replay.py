@@ -180,12 +180,14 @@ class Replayer(Node):
             self.overlays[self._key(m.header)] = m
 
     def wait_for_node(self, timeout: float = 120.0, need_output: bool = True,
-                      inputs=("image", "depth", "camera_info", "detections")) -> bool:
-        """Wait until the node subscribes to our ``inputs`` (and publishes coop/poses).
+                      inputs=None) -> bool:
+        """Wait until the node subscribes to our ``inputs`` (default: every input we publish,
+        :attr:`pubs`) and publishes coop/poses.
 
         Every topic a frame is published on must be matched before the first frame: a reliable
         publisher drops what it sends before discovery matched it with the node, and on a busy
         machine one endpoint (camera_info, say) can match a second later than the others."""
+        inputs = tuple(self.pubs) if inputs is None else inputs
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
             ok = all(self.pubs[k].get_subscription_count() > 0 for k in inputs)
@@ -380,8 +382,8 @@ def main(argv=None) -> int:
         print(f"[replay] waiting for coop_node (up to {args.startup_timeout:.0f} s) ...",
               flush=True)
         if not rep.wait_for_node(args.startup_timeout):
-            print("[replay] ERROR: coop_node did not come up (no subscriber on one of 'image', "
-                  "'depth', 'camera_info', 'detections' / no publisher of 'coop/poses')",
+            print("[replay] ERROR: coop_node did not come up (no subscriber on one of "
+                  f"{', '.join(map(repr, rep.pubs))} / no publisher of 'coop/poses')",
                   file=sys.stderr)
             return 3
         sent = []
