@@ -290,8 +290,8 @@ def sample_tabletop(rng: np.random.Generator, targets: list, distractors: list,
         R = _rot_z(rng.uniform(0, 2 * np.pi))
         T0 = make_pose(R, np.zeros(3)) @ Ts[k]
         # the first large object (> 15 cm) stands in the middle of the cluster, as LM-O's bench
-        # vise, the others around it (lamp, monitor); small distractors spread over 1.5 times
-        # the radius, clutter around the targets
+        # vise, the others around it (lamp, monitor); small distractors spread over
+        # LAYOUT["distractor_reach"] times the radius, clutter around the targets
         reach = cluster_radius * (1.0 if obj_id > 0 else LAYOUT["distractor_reach"])
         if obj.extents.max() <= 0.15:
             r0 = reach * np.sqrt(rng.uniform())
