@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -197,14 +198,31 @@ class Replayer(Node):
             time.sleep(0.1)
         return False
 
-    def publish(self, msgs: dict) -> None:
-        """Publish a frame's messages (camera_info and depth first, detections last)."""
+    def publish(self, msgs: dict, ack_timeout: float = 5.0) -> bool:
+        """Publish a frame's messages: camera_info, depth and image first, then -- once every
+        subscriber acknowledged those (reliable QoS; at most ``ack_timeout`` s) -- detections.
+
+        Why the wait: a publisher counts a subscriber as soon as *it* has discovered the
+        subscriber, but the subscriber drops samples until it has discovered the publisher in
+        turn; the publisher repeats them only after its next heartbeat (Fast DDS: 3 s). On a
+        busy machine the first frame's camera_info then reached the node after its detections,
+        and the node rightly answered "no camera_info received". Waiting for the acknowledgement
+        makes the camera data arrive before the detections that trigger the estimate. Returns
+        False when an acknowledgement did not come in time (the detections are sent anyway)."""
         k = self._key(msgs["image"].header if "image" in msgs else msgs["detections"].header)
         with self.lock:
             self.sent_at[k] = time.monotonic()
-        for name in ("camera_info", "depth", "image", "detections"):
-            if name in msgs and msgs[name] is not None:
-                self.pubs[name].publish(msgs[name])
+        camera = [n for n in ("camera_info", "depth", "image") if msgs.get(n) is not None]
+        for name in camera:
+            self.pubs[name].publish(msgs[name])
+        acked = True
+        t_end = time.monotonic() + ack_timeout
+        for name in camera:
+            left = max(t_end - time.monotonic(), 0.0)
+            acked &= self.pubs[name].wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
+        if msgs.get("detections") is not None:
+            self.pubs["detections"].publish(msgs["detections"])
+        return bool(acked)
 
     def wait_result(self, stamp_ns: int, timeout: float, need_estimates: bool = True):
         """(Detection3DArray, ObjectPoseEstimateArray or None) for a stamp, or None on timeout."""
@@ -393,7 +411,10 @@ def main(argv=None) -> int:
             for frame in frames_data:
                 stamp = (args.stamp_start_ns + len(sent) * 100_000_000 if args.stamp_start_ns
                          else time.time_ns())
-                rep.publish(frame_messages(frame, stamp, args.frame_id, args.depth_encoding))
+                if not rep.publish(frame_messages(frame, stamp, args.frame_id,
+                                                  args.depth_encoding)):
+                    print(f"[replay] frame {frame.scene_id}/{frame.im_id}: the node did not "
+                          "acknowledge the camera messages within 5 s", file=sys.stderr)
                 sent.append((stamp, frame))
                 if period:
                     t_next += period
