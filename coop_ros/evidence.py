@@ -112,8 +112,9 @@ class Evidence:
         # pixels of the crop that lie inside the image (the warp pads with zeros)
         self.valid = self.crop.warp(np.ones((H, W), np.uint8), "nearest") > 0
         lab = color_labels(q[self.valid], 8)
-        self._order = np.argsort(lab, kind="stable")
-        ls = lab[self._order]
+        order = np.argsort(lab, kind="stable")
+        self._pix = np.flatnonzero(self.valid)[order]   # valid crop pixels sorted by colour cell
+        ls = lab[order]
         self._starts = np.flatnonzero(np.r_[True, ls[1:] != ls[:-1]])
         self._tot = np.diff(np.r_[self._starts, len(ls)]).astype(np.float64)
         self._h_tot = float(entropy_bits(self._tot))
@@ -138,7 +139,7 @@ class Evidence:
     # ------------------------------------------------------------------ terms
     def region(self, masks: np.ndarray) -> np.ndarray:
         """(B, S, S) bool silhouettes -> (B,) mutual information [bits] (module docstring)."""
-        inside = masks[:, self.valid][:, self._order].astype(np.float64)
+        inside = masks.reshape(len(masks), -1)[:, self._pix].astype(np.float64)
         nf = np.add.reduceat(inside, self._starts, axis=1)
         nb = self._tot[None] - nf
         n = self._tot.sum()
@@ -146,14 +147,25 @@ class Evidence:
         return self._h_tot - (f * entropy_bits(nf) + (1 - f) * entropy_bits(nb))
 
     def _contour(self, m: np.ndarray, tau: float) -> float:
-        m8 = m.astype(np.uint8)
-        c = (m8 > 0) & (cv2.erode(m8, _K3) == 0)
+        """Oriented chamfer agreement of silhouette ``m`` (S, S) bool (module docstring).
+        Computed on the silhouette's box padded by 8 px (the blur's 6 px radius + the Sobel's
+        1 px: the values on the contour equal the whole crop's)."""
+        m8 = np.ascontiguousarray(m).view(np.uint8)
+        x, y, w, h = cv2.boundingRect(m8)
+        if w == 0:
+            return 0.0
+        S = self.size
+        r0, c0 = max(y - 8, 0), max(x - 8, 0)
+        sub = m8[r0:min(y + h + 8, S), c0:min(x + w + 8, S)]
+        c = (sub > 0) & (cv2.erode(sub, _K3) == 0)
         rows, cols = np.nonzero(c)
         if len(rows) < 5:
             return 0.0
-        mf = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), 1.5)
+        mf = cv2.GaussianBlur(sub.astype(np.float32), (0, 0), 1.5)
         th = np.arctan2(cv2.Sobel(mf, cv2.CV_32F, 0, 1)[rows, cols],
                         cv2.Sobel(mf, cv2.CV_32F, 1, 0)[rows, cols])
+        rows += r0
+        cols += c0
         d = self.edges.dist[rows, cols]
         return float(np.mean(np.clip(1.0 - d / tau, 0.0, 1.0)
                              * np.abs(np.cos(th - self.edges.nearest_theta[rows, cols]))))
@@ -162,11 +174,9 @@ class Evidence:
         """(gradient, chroma, ncc) of a shaded rendering inside ``inner``. Computed on the box
         around ``inner`` padded by 6 px (every 3 x 3 / 7 x 7 window of an inner pixel lies inside
         it, so the values equal the whole crop's)."""
-        rows, cols = np.nonzero(inner)
+        x, y, w_, h_ = cv2.boundingRect(np.ascontiguousarray(inner).view(np.uint8))
         S = self.size
-        r0, r1 = max(rows.min() - 6, 0), min(rows.max() + 7, S)
-        c0, c1 = max(cols.min() - 6, 0), min(cols.max() + 7, S)
-        sl = (slice(r0, r1), slice(c0, c1))
+        sl = (slice(max(y - 6, 0), min(y + h_ + 6, S)), slice(max(x - 6, 0), min(x + w_ + 6, S)))
         inner = inner[sl]
         g = cv2.cvtColor(np.ascontiguousarray(rgb[sl]), cv2.COLOR_RGB2GRAY).astype(np.float32)
         gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0)[inner], cv2.Sobel(g, cv2.CV_32F, 0, 1)[inner]
@@ -176,8 +186,10 @@ class Evidence:
         grad = float((np.abs(qx * gx + qy * gy) / np.maximum(na * nb, 1e-6) * w).sum()
                      / max(float(w.sum()), 1e-6))
         f = rgb[sl][inner].astype(np.float32) + 1.0
-        dc = f[:, :2] / f.sum(-1, keepdims=True) - self._chroma[sl][inner]
-        chroma = float(np.exp(-(dc ** 2).sum(-1) / (2 * 0.03 ** 2)).mean())
+        s = f[:, 0] + f[:, 1] + f[:, 2]       # per-channel arithmetic: numpy's axis reductions
+        qc = self._chroma[sl][inner]          # over 2-3 items cost more than the rest together
+        d0, d1 = f[:, 0] / s - qc[:, 0], f[:, 1] / s - qc[:, 1]
+        chroma = float(np.exp(-(d0 * d0 + d1 * d1) / (2 * 0.03 ** 2)).mean())
         mu = cv2.blur(g, (7, 7))
         cov = cv2.blur(self._g[sl] * g, (7, 7)) - self._mu[sl] * mu
         var = cv2.blur(g * g, (7, 7)) - mu ** 2

@@ -72,6 +72,31 @@ def _rot(a: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
 
 
+def _flat_index(u: np.ndarray, v: np.ndarray, S: int, tidx: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions (B, N) float [px] -> (flat int32 index into a (T, S, S) array (row
+    ``tidx`` (B,), or into one (S, S) image), inside (B, N) bool): the positions are rounded and
+    clipped to the image (``u`` and ``v`` are overwritten). One flat gather is several times
+    faster than numpy's three-array fancy indexing."""
+    np.rint(u, out=u)
+    np.rint(v, out=v)
+    inside = (u >= 0) & (u < S) & (v >= 0) & (v < S)
+    np.clip(u, 0, S - 1, out=u)
+    np.clip(v, 0, S - 1, out=v)
+    flat = v.astype(np.int32)
+    if tidx is not None:
+        flat += (np.asarray(tidx, np.int32) * S)[:, None]
+    flat *= S
+    flat += u.astype(np.int32)
+    return flat, inside
+
+
+def _gather_pairs(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of a C-contiguous (n, 2) float32 array (gathered as 8-byte items)."""
+    a = np.ascontiguousarray(a, np.float32)
+    return a.view(np.int64)[:, 0][idx].view(np.float32).reshape(-1, 2)
+
+
 def _chroma(rgb: np.ndarray) -> np.ndarray:
     f = rgb.astype(np.float32) + 1.0
     return (f[..., :2] / f.sum(-1, keepdims=True)).astype(np.float32)
@@ -168,23 +193,26 @@ class WeightFreeMatcher(CoarseMatcher):
         coverage (B,)). qdepth: None or ((N,) depth minus its median [m], (N,) valid)."""
         S = prep.size
         qu, qv = qpts[None, :, 0], qpts[None, :, 1]                                 # (1, N)
-        u = np.rint(Minv[:, 0, 0, None] * qu + Minv[:, 0, 1, None] * qv
-                    + Minv[:, 0, 2, None]).astype(np.int64)                         # (B, N)
-        v = np.rint(Minv[:, 1, 0, None] * qu + Minv[:, 1, 1, None] * qv
-                    + Minv[:, 1, 2, None]).astype(np.int64)
-        inside = (u >= 0) & (u < S) & (v >= 0) & (v < S)
-        uc, vc = np.clip(u, 0, S - 1), np.clip(v, 0, S - 1)
-        tb = tidx[:, None]
-        on = inside & prep.mask[tb, vc, uc]                                         # (B, N)
+        u = Minv[:, 0, 0, None] * qu + Minv[:, 0, 1, None] * qv + Minv[:, 0, 2, None]  # (B, N)
+        v = Minv[:, 1, 0, None] * qu + Minv[:, 1, 1, None] * qv + Minv[:, 1, 2, None]
+        flat, inside = _flat_index(u, v, S, tidx)
+        on = inside & prep.mask.reshape(-1)[flat]                                   # (B, N)
         non = np.maximum(on.sum(1), 1)
         cov = on.mean(1)
-        dc = prep.chroma[tb, vc, uc] - qchroma[None]
-        col = (np.exp(-(dc ** 2).sum(-1) / (2 * 0.03 ** 2)) * on).sum(1) / non
+        # chromaticity agreement, computed only where the template covers the sample; the (r, g)
+        # float32 pairs are gathered as one 8-byte item each
+        r, c = np.nonzero(on)
+        ch = _gather_pairs(prep.chroma.reshape(-1, 2), flat[r, c])
+        dc = ch - _gather_pairs(qchroma, c)
+        x = np.exp(-(dc[:, 0] ** 2 + dc[:, 1] ** 2) / (2 * 0.03 ** 2))
+        agree = np.zeros(on.shape, x.dtype)
+        agree[r, c] = x
+        col = agree.sum(1) / non
         col = col * np.minimum(prep.colorfulness[tidx] / 0.02, 1.0)
         dep = np.zeros(len(tidx))
         if qdepth is not None:
             qz, qv = qdepth
-            zt = prep.rel_depth[tb, vc, uc]
+            zt = prep.rel_depth.reshape(-1)[flat]
             okd = on & qv[None]
             diff = np.where(okd, qz[None] - zt, np.nan)
             off = np.zeros(len(tidx))
@@ -192,7 +220,8 @@ class WeightFreeMatcher(CoarseMatcher):
             with np.errstate(all="ignore"):
                 if has.any():
                     off[has] = np.nanmedian(diff[has], axis=1)
-                rng_t = np.array([np.ptp(prep.rel_depth[t][prep.mask[t]]) for t in tidx])
+                uniq, inv = np.unique(tidx, return_inverse=True)
+                rng_t = np.array([np.ptp(prep.rel_depth[t][prep.mask[t]]) for t in uniq])[inv]
                 tol = 0.05 * rng_t + 0.01
                 agree = np.abs(diff - off[:, None]) < tol[:, None]
             dep = np.where(okd, agree, False).sum(1) / non * np.minimum(
@@ -224,12 +253,10 @@ class WeightFreeMatcher(CoarseMatcher):
         out = np.zeros(len(Minv))
         for t in range(T):
             Mi = Minv[t * per_t:(t + 1) * per_t]
-            u = np.rint(Mi[:, 0, 0, None] * qu + Mi[:, 0, 1, None] * qv
-                        + Mi[:, 0, 2, None]).astype(np.int64)
-            v = np.rint(Mi[:, 1, 0, None] * qu + Mi[:, 1, 1, None] * qv
-                        + Mi[:, 1, 2, None]).astype(np.int64)
-            ok = (u >= 0) & (u < S) & (v >= 0) & (v < S)
-            inside = ok & masks[t][np.clip(v, 0, S - 1), np.clip(u, 0, S - 1)]
+            u = Mi[:, 0, 0, None] * qu + Mi[:, 0, 1, None] * qv + Mi[:, 0, 2, None]
+            v = Mi[:, 1, 0, None] * qu + Mi[:, 1, 1, None] * qv + Mi[:, 1, 2, None]
+            flat, ok = _flat_index(u, v, S)
+            inside = ok & masks[t].reshape(-1)[flat]
             nf = np.add.reduceat(inside.astype(np.float64), starts, axis=1)
             f = nf.sum(1) / n
             out[t * per_t:(t + 1) * per_t] = h_tot - (f * entropy_bits(nf)
