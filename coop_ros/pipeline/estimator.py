@@ -305,7 +305,8 @@ class PoseEstimator:
         hyps: list[Hypothesis] = []
         t0 = time.perf_counter()
         # the evidence search runs its first (coarsest) level on every hypothesis, its finer
-        # levels only on the best ceil(n / 2) + 1 after that (the others rarely catch up)
+        # levels only on the best ceil(n / 2) after that (the others rarely catch up: on every
+        # 8th LM-O dev image, searching the 4th best of 5 as well changed no AR, cost 5 % time)
         search = None if cfg.search_levels == 0 else {"levels": 1}
         cut = False
         for j in order:
@@ -328,7 +329,7 @@ class PoseEstimator:
                 budget.record("refine", time.perf_counter() - t_h)
             hyps.append(h)
         if not coarse_only and cfg.search_levels > 1:
-            keep = sorted(hyps, key=lambda h: -h.score)[:min(len(hyps), (len(hyps) + 1) // 2 + 1)]
+            keep = sorted(hyps, key=lambda h: -h.score)[:(len(hyps) + 1) // 2]
             for h in keep:
                 if h.reason_code is Reason.NOT_REFINED:
                     continue
