@@ -306,7 +306,7 @@ class PoseEstimator:
         t0 = time.perf_counter()
         # the evidence search runs its first (coarsest) level on every hypothesis, its finer
         # levels only on the best ceil(n / 2) after that (the others rarely catch up: on every
-        # 8th LM-O dev image, searching the 4th best of 5 as well changed no AR, cost 5 % time)
+        # 8th LM-O dev image, also searching the 4th best of 5 changed no AR)
         search = None if cfg.search_levels == 0 else {"levels": 1}
         cut = False
         for j in order:
