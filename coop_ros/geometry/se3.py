@@ -24,13 +24,33 @@ def check_pose(T: np.ndarray, name: str = "pose") -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4):
         raise InputError(f"{name} must be a 4x4 matrix, got shape {T.shape}")
-    if not np.all(np.isfinite(T)):
-        raise InputError(f"{name} contains non-finite values")
-    R = T[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-4 or np.linalg.det(R) < 0:
-        raise InputError(f"{name} rotation is not orthonormal with det +1")
-    if np.abs(T[3] - [0, 0, 0, 1]).max() > 1e-9:
-        raise InputError(f"{name} last row must be [0, 0, 0, 1], got {T[3]}")
+    check_poses(T[None], name=name, index=False)
+    return T
+
+
+def check_poses(T: np.ndarray, name: str = "poses", index: bool = True) -> np.ndarray:
+    """Validate a (B, 4, 4) batch of rigid transforms at once (a search renders ~500 poses per
+    detection); returns it as float64 or raises InputError naming the first bad one
+    (``name[b]``; just ``name`` when ``index`` is False). Tolerances: |R R^T - I| <= 1e-4,
+    det R > 0, last row [0, 0, 0, 1] within 1e-9."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim != 3 or T.shape[1:] != (4, 4):
+        raise InputError(f"{name} must be (B, 4, 4), got shape {T.shape}")
+    R = T[:, :3, :3]
+    finite = np.isfinite(T).all(axis=(1, 2))
+    with np.errstate(invalid="ignore"):
+        rot_ok = (np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(3)).max(axis=(1, 2)) <= 1e-4) \
+            & (np.linalg.det(np.where(finite[:, None, None], R, 0.0)) >= 0)
+        row_ok = np.abs(T[:, 3] - [0, 0, 0, 1]).max(axis=1) <= 1e-9
+    bad = np.flatnonzero(~(finite & rot_ok & row_ok))
+    if len(bad):
+        b = int(bad[0])
+        where = f"{name}[{b}]" if index else name
+        if not finite[b]:
+            raise InputError(f"{where} contains non-finite values")
+        if not rot_ok[b]:
+            raise InputError(f"{where} rotation is not orthonormal with det +1")
+        raise InputError(f"{where} last row must be [0, 0, 0, 1], got {T[b, 3]}")
     return T
 
 

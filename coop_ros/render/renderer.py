@@ -32,7 +32,7 @@ import numpy as np
 
 from coop_ros.errors import InputError, RenderError
 from coop_ros.geometry.camera import check_intrinsics
-from coop_ros.geometry.se3 import check_pose
+from coop_ros.geometry.se3 import check_pose, check_poses
 
 __all__ = ["RenderOutput", "GBuffer", "Light", "Renderer", "projection_from_K", "DEFAULT_GREY",
            "EGL_PACKAGES"]
@@ -798,16 +798,7 @@ class Renderer:
             T = T[None]
         if T.ndim != 3 or T.shape[1:] != (4, 4) or len(T) == 0:
             raise InputError(f"T_cam_obj must be (4, 4) or (B, 4, 4) with B >= 1, got {T.shape}")
-        # the checks of check_pose on the whole batch at once (a search renders ~500 poses per
-        # detection); the first failing pose is re-checked alone for its message
-        R = T[:, :3, :3]
-        bad = ~np.isfinite(T).all(axis=(1, 2))
-        with np.errstate(invalid="ignore"):
-            bad |= np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(3)).max(axis=(1, 2)) > 1e-4
-            bad |= np.linalg.det(R) < 0
-            bad |= np.abs(T[:, 3] - [0, 0, 0, 1]).max(axis=1) > 1e-9
-        for b in np.flatnonzero(bad):
-            check_pose(T[b], f"T_cam_obj[{b}]")
+        check_poses(T, "T_cam_obj")
         return T
 
     @staticmethod
