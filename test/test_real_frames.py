@@ -72,18 +72,22 @@ def test_real_rgbd_frames_give_the_right_pose(shared_real, estimator, case):
 
 def test_real_rgbd_refinement_keeps_a_near_truth_pose(shared_real, estimator):
     """refine_pose from GT + 5 deg / 10 mm (a tracker's last pose): measured 1.5-2.1 deg / <2 mm on
-    the cat, 0.8 deg / 0.4 mm on the gelatin box."""
+    the cat (its evidence peaks ~1.7 deg from the GT), 0.3-0.8 deg / 0.4-1.2 mm on the gelatin
+    box. Before ICP also ran from the start pose, one of these four gelatin starts ended 8.9 mm
+    off: a Kabsch step had raised the evidence on the way into a worse basin."""
     rng = np.random.default_rng(0)
+    limits = {"lm_s6_im0_cat_rgbd": (3.0, 0.005),
+              "ycbvideo_v0000_f000001_gelatin_rgbd": (1.5, 0.002)}
     for case in RGBD:
         ds, fr, g, box = _rgbd_case(shared_real, case)
         if not estimator.has_object(g.obj_id):
             estimator.add_object(g.obj_id, ds.object(g.obj_id))
-        for _ in range(2):
+        for _ in range(4):
             T0 = perturb_pose(g.T_cam_obj, 5.0, 0.010, rng)
             r = estimator.refine_pose(fr.rgb, fr.K, Detection(g.obj_id, tuple(map(float, box))),
                                       T0, depth=fr.depth, mode="rgbd")
             rot, tr = pose_errors(r.T_cam_obj, g.T_cam_obj)
-            assert rot < 3.0 and tr < 0.005, (case, rot, tr)
+            assert rot < limits[case][0] and tr < limits[case][1], (case, rot, tr)
 
 
 def test_real_lmo_rgb_refinement_improves_on_coarse(shared_real, estimator):
