@@ -152,6 +152,13 @@ class PoseEstimator:
             raise InputError(f"unknown object id {obj_id!r}; registered: {sorted(map(str, self._objects))}")
         return self._objects[obj_id].key
 
+    def evidence_key(self, obj_id) -> str:
+        """Key in :attr:`renderer` of the mesh the image evidence renders for a registered object
+        (its simplified proxy, or the mesh itself when small). Raises InputError for an unknown
+        id."""
+        self.render_key(obj_id)
+        return self._objects[obj_id].proxy_key
+
     def object_model(self, obj_id):
         """The :class:`coop_ros.objects.ObjectModel` registered as ``obj_id`` (metres). Raises
         InputError for an unknown id."""
