@@ -113,20 +113,11 @@ def _keep_errors(T, Tg, obj) -> tuple[float, float]:
     return min(errs, key=lambda e: e[0] / 180.0 + e[1] / obj.diameter)
 
 
-def _keep_rows(real: Path, args) -> list[dict]:
-    """Refinement keeps the truth (section 3 of the module docstring): table rows."""
+def _rgbd_targets(real: Path) -> list[tuple]:
+    """(dataset, data name, frame, GT index, visible box) of every target with visib_fract >= 0.5
+    in the real RGB-D frames (GT info computed from the depth where a folder has none)."""
     from coop_ros.bop.dataset import compute_gt_info
-    from coop_ros.geometry.se3 import perturb_pose
-    from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
-    ests: dict = {}      # one estimator per dataset: object ids are per dataset
-    cases = []        # (data, mode, frame, gt index, box, perturbed starts)
-    if (real / LMO).is_dir():
-        ds = _dataset(real / LMO)
-        frames = {k: ds.frame(*k) for k in ds.images()}
-        inst = [(k, j) for k in sorted(frames) for j, gi in enumerate(frames[k].gt_info)
-                if gi.visib_fract >= 0.5 and ds.has_model(frames[k].gt[j].obj_id)]
-        for k, j in inst[::max(len(inst) // 30, 1)][:30]:
-            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib, 1))
+    out = []
     for d in RGBD:
         if not (real / d).is_dir():
             continue
@@ -134,18 +125,41 @@ def _keep_rows(real: Path, args) -> list[dict]:
         for k in ds.images():
             fr = ds.frame(*k)
             info = fr.gt_info or compute_gt_info(fr, ds)
-            for j, g in enumerate(fr.gt):
-                if ds.has_model(g.obj_id) and info[j].visib_fract >= 0.5:
-                    cases.append((ds, d, "rgbd", fr, j, info[j].bbox_visib, 3))
+            out += [(ds, d, fr, j, info[j].bbox_visib) for j, g in enumerate(fr.gt)
+                    if ds.has_model(g.obj_id) and info[j].visib_fract >= 0.5]
+    return out
+
+
+def _registered(ests: dict, data: str, ds, obj_id, args):
+    """The estimator of dataset ``data`` (one per dataset: object ids are per dataset), with
+    object ``obj_id`` registered."""
+    from coop_ros.pipeline.estimator import PoseConfig, PoseEstimator
+    est = ests.setdefault(data, PoseEstimator(PoseConfig(template_cache_dir=args.template_cache)))
+    if not est.has_object(obj_id):
+        est.add_object(obj_id, ds.object(obj_id))
+    return est
+
+
+def _keep_rows(real: Path, args) -> list[dict]:
+    """Refinement keeps the truth (section 3 of the module docstring): table rows."""
+    from coop_ros.geometry.se3 import perturb_pose
+    from coop_ros.pipeline.estimator import Detection
+    ests: dict = {}
+    cases = []        # (dataset, data, mode, frame, gt index, box, perturbed starts)
+    if (real / LMO).is_dir():
+        ds = _dataset(real / LMO)
+        frames = {k: ds.frame(*k) for k in ds.images()}
+        inst = [(k, j) for k in sorted(frames) for j, gi in enumerate(frames[k].gt_info)
+                if gi.visib_fract >= 0.5 and ds.has_model(frames[k].gt[j].obj_id)]
+        for k, j in inst[::max(len(inst) // 30, 1)][:30]:
+            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib, 1))
+    cases += [(ds, d, "rgbd", fr, j, box, 3) for ds, d, fr, j, box in _rgbd_targets(real)]
     rng = np.random.default_rng(0)
     res: dict = {}
     for ds, data, mode, fr, j, box, n_pert in cases:
         g = fr.gt[j]
         obj = ds.object(g.obj_id)
-        est = ests.setdefault(data, PoseEstimator(PoseConfig(
-            template_cache_dir=args.template_cache)))
-        if not est.has_object(g.obj_id):
-            est.add_object(g.obj_id, obj)
+        est = _registered(ests, data, ds, g.obj_id, args)
         starts = [("GT", g.T_cam_obj)] + [("GT + 5 deg / 10 mm",
                                            perturb_pose(g.T_cam_obj, 5.0, 0.010, rng))
                                           for _ in range(n_pert)]
@@ -199,10 +213,8 @@ def _landscape_rows(real: Path, args) -> list[dict]:
     (:func:`coop_ros.pipeline.search.pose_moves`) at each of its levels, from the GT pose and
     from the GT pose shifted by the image offset that scores best on a +-2 crop px grid (0.5 px
     steps). A search started at the GT stays there only when no move beats it."""
-    from coop_ros.bop.dataset import compute_gt_info
     from coop_ros.evidence import Evidence
     from coop_ros.geometry.se3 import orthonormalized
-    from coop_ros.pipeline.estimator import PoseConfig, PoseEstimator
     from coop_ros.pipeline.search import pose_moves
     cases = []
     if (real / LMO).is_dir():
@@ -211,24 +223,14 @@ def _landscape_rows(real: Path, args) -> list[dict]:
             fr = ds.frame(*k)
             cases += [(ds, LMO, "rgb", fr, j, gi.bbox_visib) for j, gi in enumerate(fr.gt_info)
                       if gi.visib_fract >= 0.5 and ds.has_model(fr.gt[j].obj_id)]
-    for d in RGBD:
-        if (real / d).is_dir():
-            ds = _dataset(real / d)
-            for k in ds.images():
-                fr = ds.frame(*k)
-                info = fr.gt_info or compute_gt_info(fr, ds)
-                cases += [(ds, d, "rgbd", fr, j, info[j].bbox_visib) for j, g in enumerate(fr.gt)
-                          if ds.has_model(g.obj_id) and info[j].visib_fract >= 0.5]
+    cases += [(ds, d, "rgbd", fr, j, box) for ds, d, fr, j, box in _rgbd_targets(real)]
     ests: dict = {}
     grid = np.arange(-2.0, 2.001, 0.5)
     res: dict = {}
     for ds, data, mode, fr, j, box in cases:
         g = fr.gt[j]
         obj = ds.object(g.obj_id)
-        est = ests.setdefault(data, PoseEstimator(PoseConfig(
-            template_cache_dir=args.template_cache)))
-        if not est.has_object(g.obj_id):
-            est.add_object(g.obj_id, obj)
+        est = _registered(ests, data, ds, g.obj_id, args)
         key = est.evidence_key(g.obj_id)
         ev = Evidence(fr.rgb, fr.K, box, depth=fr.depth if mode == "rgbd" else None)
         f = 0.5 * (ev.K[0, 0] + ev.K[1, 1])
