@@ -377,15 +377,19 @@ def print_table(rows: list[dict], stride: int) -> None:
     if cov:
         print("\nCovariance check (refined runs; NEES e^T Sigma^-1 e, chi-square(6) median 5.35; "
               "inflation from the first half of the targets, NEES median of the second half "
-              "after it; Spearman rank correlation of predicted and actual error size):\n")
+              "after it; Spearman rank correlation of predicted and actual error size; results "
+              "marked ambiguous, with the share of those and of all more than 30 deg off):\n")
         print("| data | mode | method | n | NEES median | inflation (1st half) "
-              "| NEES median held-out | Spearman |")
-        print("|---|---|---|---:|---:|---:|---:|---:|")
+              "| NEES median held-out | Spearman | ambiguous (> 30 deg off) | all > 30 deg off |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in cov:
             c = r["covariance"]
+            amb = c.get("ambiguous_rot_over_30")
             print(f"| {r['data']} | {r['mode']} | {r['method']} | {c['n']} "
                   f"| {_fmt(c['nees_median'], 1)} | {_fmt(c['inflation_first_half'], 2)} "
-                  f"| {_fmt(c['nees_median_heldout_calibrated'], 1)} | {_fmt(c['spearman'], 2)} |")
+                  f"| {_fmt(c['nees_median_heldout_calibrated'], 1)} | {_fmt(c['spearman'], 2)} "
+                  f"| {c.get('ambiguous', 0)}" + ("" if amb is None else f" ({100 * amb:.0f} %)")
+                  + f" | {100 * c.get('rot_over_30', 0.0):.0f} % |")
     for r in rows:
         if r["missing"]:
             print(f"\n{r['data']} {r['mode']} {r['method']}: {len(r['missing'])} target(s) "

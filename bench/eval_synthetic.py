@@ -54,7 +54,7 @@ def make_estimator(est: PoseEstimator, dataset, mode: str, hyps: int, records: l
 
 
 def covariance_stats(records, dataset) -> dict:
-    nees, pred, actual = [], [], []
+    nees, pred, actual, amb, rot = [], [], [], [], []
     for r, Tg in records:
         if not r.ok or r.covariance is None:
             continue
@@ -72,6 +72,8 @@ def covariance_stats(records, dataset) -> dict:
         except np.linalg.LinAlgError:
             continue
         rad = obj.diameter / 2
+        amb.append(bool(getattr(r, "ambiguous", False)))
+        rot.append(float(np.degrees(np.linalg.norm(e[3:]))))
         pred.append(np.sqrt(max(np.trace(C[:3, :3]), 0)) + rad * np.sqrt(max(np.trace(C[3:, 3:]), 0)))
         actual.append(np.linalg.norm(e[:3]) + rad * np.linalg.norm(e[3:]))
     if len(nees) < 3:
@@ -83,10 +85,16 @@ def covariance_stats(records, dataset) -> dict:
     # NEES of the second half after inflating its covariances by that factor
     factor = float(np.median(nees[:h]) / 5.348)
     held = nees[h:] / factor
+    amb, rot = np.asarray(amb), np.asarray(rot)
     return {"n": len(nees), "nees_median": float(np.median(nees)), "nees_mean": float(np.mean(nees)),
             "spearman": float(rho), "inflation_first_half": factor,
             "nees_median_heldout_calibrated": float(np.median(held)),
-            "frac_heldout_nees_below_chi2_95": float(np.mean(held < 12.59))}
+            "frac_heldout_nees_below_chi2_95": float(np.mean(held < 12.59)),
+            # results marked ambiguous (a rival pose, select.rival), and the share of those and
+            # of all results whose rotation is more than 30 deg off
+            "ambiguous": int(amb.sum()),
+            "ambiguous_rot_over_30": float(np.mean(rot[amb] > 30)) if amb.any() else None,
+            "rot_over_30": float(np.mean(rot > 30))}
 
 
 def _row(est, ds, cfg: str, args) -> dict:

@@ -37,7 +37,7 @@ from coop_ros.pipeline.refine import RefineSettings, Refiner, continue_search
 from coop_ros.pipeline.views import QueryImage, RenderTarget
 from coop_ros.pipeline.results import (STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
-from coop_ros.pipeline.select import score_hypotheses
+from coop_ros.pipeline.select import rival, score_hypotheses
 from coop_ros.evidence import Evidence
 
 __all__ = ["PoseEstimator", "Detection", "PoseConfig", "PoseResult", "Hypothesis"]
@@ -75,6 +75,9 @@ class _Registered:
         self.proxy_key = proxy_key
         self.alternates = alternates   # (M, 4, 4) near-symmetries of the shape (objects.py)
         self.refiners: dict = {}       # mode -> Refiner (PoseEstimator._refiner)
+        # surface samples [m] and declared symmetries: is a hypothesis another pose (select.rival)
+        self.points = obj.sample_surface(500)
+        self.syms = obj.symmetry_transforms(0.05)
 
 
 class PoseEstimator:
@@ -367,10 +370,19 @@ class PoseEstimator:
             # compare score finds doubtful (a flip, a wrong view that still fits locally) is
             # widened: x ((1 - score) / 0.1)^2, 1 at score 0.9, 25 at score 0.5
             cov = cov * (max(1.0 - best.score, 0.02) / 0.1) ** 2
+        # another pose of the object explains the image nearly as well (evidence scores only):
+        # the orientation is not determined, and the covariance says so
+        ambiguous = (getattr(self.backend.scorer, "uses_evidence", False)
+                     and rival(ok, reg.points, reg.syms, reg.obj.diameter) is not None)
+        if ambiguous and cov is not None:
+            cov = cov.copy()
+            r3 = np.arange(3, 6)
+            cov[r3, r3] = np.maximum(cov[r3, r3], (np.pi / 2) ** 2)
         timings["total"] = time.perf_counter() - t_start
         return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
                           covariance=None if cov is None else cov.copy(), score=best.score,
-                          hypotheses=hyps, timings=timings, best_so_far=cut, **base)
+                          hypotheses=hyps, timings=timings, best_so_far=cut,
+                          ambiguous=bool(ambiguous), **base)
 
     def _refine(self, h: Hypothesis, query: QueryImage, reg, evidence, mode: str,
                 search: dict | None, timings: dict) -> None:

@@ -217,6 +217,11 @@ class PoseResult:
     when ok). Never a silent identity pose: a failed / skipped result has ``T_cam_obj`` None.
     best_so_far: True when the time budget stopped refinement before every hypothesis was
     refined: the pose is the best of the hypotheses scored so far (see ``Hypothesis.reason``).
+    ambiguous: True when another hypothesis, a different pose of the object (an end-over-end
+    flip, a mirrored view), explains the image nearly as well
+    (:func:`coop_ros.pipeline.select.rival`; weight-free selection only): the pose is the
+    better of the two, and the covariance's rotation variances are at least (pi / 2)^2,
+    "orientation not determined"; the rival is among ``hypotheses``.
     T_cam_obj: (4, 4) float64 best pose [m] or None. covariance: (6, 6) float64 ROS order, camera
     frame [m^2, rad^2] or None. score: selection score of the best hypothesis.
     hypotheses: every refined hypothesis (best first). best_index: index of the chosen one in
@@ -240,6 +245,7 @@ class PoseResult:
     mode: str = "rgb"
     box_xywh: np.ndarray | None = None
     best_so_far: bool = False
+    ambiguous: bool = False
     reason_code: Reason | None = None
 
     @property

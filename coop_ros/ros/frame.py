@@ -300,7 +300,8 @@ class FrameProcessor:
             out.overlay_items.append({"key": self.estimator.render_key(spec.name),
                                       "T": r.T_cam_obj, "box": d["box_xywh"], "color": color,
                                       "label": f"{iid} {r.score:.2f}"
-                                               + (" (best so far)" if r.best_so_far else "")})
+                                               + (" (best so far)" if r.best_so_far else "")
+                                               + (" (ambiguous)" if r.ambiguous else "")})
             from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
             ps = PoseWithCovarianceStamped(header=header)
             ps.pose = e.pose
