@@ -33,7 +33,8 @@ from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError, reason_text
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses
-from coop_ros.pipeline.refine import RefineSettings, Refiner, continue_search
+from coop_ros.pipeline.refine import (ROTATION_VARIANCE_UNDETERMINED, RefineSettings, Refiner,
+                                     continue_search)
 from coop_ros.pipeline.views import QueryImage, RenderTarget
 from coop_ros.pipeline.results import (STATUS_OK, Detection, Hypothesis,
                                        PoseConfig, PoseResult, Reason)
@@ -377,7 +378,7 @@ class PoseEstimator:
         if ambiguous and cov is not None:
             cov = cov.copy()
             r3 = np.arange(3, 6)
-            cov[r3, r3] = np.maximum(cov[r3, r3], (np.pi / 2) ** 2)
+            cov[r3, r3] = np.maximum(cov[r3, r3], ROTATION_VARIANCE_UNDETERMINED)
         timings["total"] = time.perf_counter() - t_start
         return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
                           covariance=None if cov is None else cov.copy(), score=best.score,

@@ -120,6 +120,11 @@ def continue_search(T: np.ndarray, score: float, terms, evidence, renderer, key:
                         num_correspondences=0, score=res.score, terms=res.terms)
 
 
+#: rotation variance [rad^2] that says "not determined": the evidence is flat along a turn, or a
+#: rival pose explains the image as well (PoseResult.ambiguous)
+ROTATION_VARIANCE_UNDETERMINED = (np.pi / 2) ** 2
+
+
 def evidence_covariance(res, diameter: float, inflation: float) -> np.ndarray:
     """(6, 6) diagonal covariance (ROS order, camera frame) from the evidence's second differences
     at the search optimum (Laplace approximation: variance = inflation x step^2 / -curvature),
@@ -129,7 +134,7 @@ def evidence_covariance(res, diameter: float, inflation: float) -> np.ndarray:
     neg = np.maximum(-np.asarray(res.curvature, np.float64), 1e-9)
     var = inflation * h ** 2 / neg
     var[:3] = np.minimum(var[:3], diameter ** 2)
-    var[3:] = np.minimum(var[3:], (np.pi / 2) ** 2)
+    var[3:] = np.minimum(var[3:], ROTATION_VARIANCE_UNDETERMINED)
     return np.diag(var)
 
 
