@@ -84,3 +84,36 @@ def box_node_overrides(root: Path, **params) -> list:
             "rgbd_refine_iterations": 1, "diagnostics_period": 0.2}
     base.update(params)
     return [Parameter(k, value=v) for k, v in base.items()]
+
+
+# ----------------------------------------------------------------------------- ambiguous views
+#: intrinsics of :func:`plain_box_frame`
+PLAIN_BOX_K = ((600.0, 0.0, 320.0), (0.0, 600.0, 240.0), (0.0, 0.0, 1.0))
+
+
+def plain_box_frame(renderer, seed: int = 3):
+    """A uniformly coloured 120 x 60 x 30 mm box (an :class:`ObjectModel`, no symmetry declared)
+    rendered at 0.6 m over a random background with ``renderer``: (obj, rgb (480, 640, 3),
+    box_xywh, T (4, 4)). Its 180 deg turns about its axes look identical, so an RGB estimate
+    without declared symmetries has rivals."""
+    import numpy as np
+    import trimesh
+
+    from coop_ros.bop.procedural import random_background
+    from coop_ros.geometry.se3 import make_pose, random_rotation
+    from coop_ros.objects import ObjectModel
+    from coop_ros.render.renderer import Light
+    m = trimesh.creation.box(extents=(0.12, 0.06, 0.03))
+    m.visual.vertex_colors = np.tile([200, 60, 40, 255], (len(m.vertices), 1))
+    obj = ObjectModel.from_trimesh(m, units="m")
+    renderer.add_object("plain_box_scene", obj)
+    rng = np.random.default_rng(seed)
+    R = random_rotation(rng)
+    T = make_pose(R, np.array([0.0, 0.0, 0.6]) - R @ obj.center)
+    out = renderer.render_scene([("plain_box_scene", T)], np.array(PLAIN_BOX_K), 640, 480,
+                                light=Light.random(rng),
+                                background=random_background(480, 640, rng))
+    rows, cols = np.nonzero(out.mask[0])
+    box = (int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
+           int(rows.max() - rows.min() + 1))
+    return obj, out.rgb[0], box, T

@@ -49,3 +49,36 @@ def test_ambiguous_travels_with_the_result():
     r = PoseResult(obj_id=1, status="ok", T_cam_obj=np.eye(4), ambiguous=True)
     assert r.to_dict()["ambiguous"] is True
     assert PoseResult(obj_id=1, status="ok").ambiguous is False
+
+
+def test_estimate_of_a_plain_box_is_ambiguous_unless_its_symmetries_are_declared(tmp_path):
+    """End to end (RGB, 5 hypotheses): a uniformly coloured box looks the same turned 180 deg
+    about any of its axes. Without declared symmetries the estimate says so (rotation variances
+    (pi/2)^2); with them the same image gives a determined result near a symmetric GT pose
+    (measured: 4.6 deg / 12 mm, rotation variances 0.04-1.1 rad^2)."""
+    import copy
+
+    from conftest import PLAIN_BOX_K, plain_box_frame
+    from coop_ros.geometry.se3 import pose_errors
+    from coop_ros.pipeline import Detection, PoseConfig
+    from coop_ros.pipeline.estimator import PoseEstimator
+    from coop_ros.pipeline.refine import ROTATION_VARIANCE_UNDETERMINED
+    est = PoseEstimator(PoseConfig(template_cache_dir=str(tmp_path)))
+    try:
+        obj, rgb, box, T_gt = plain_box_frame(est.renderer)
+        sym = copy.deepcopy(obj)
+        sym.symmetries_discrete = [_turn(i, np.pi) for i in range(3)]
+        est.add_object(1, obj)
+        est.add_object(2, sym)
+        K = np.array(PLAIN_BOX_K)
+        plain, declared = (est.estimate(rgb, K, [Detection(i, box)], mode="rgb",
+                                        num_hypotheses=5)[0] for i in (1, 2))
+    finally:
+        est.release()
+    assert plain.ok and plain.ambiguous
+    assert np.all(np.diag(plain.covariance)[3:] >= ROTATION_VARIANCE_UNDETERMINED - 1e-9)
+    assert declared.ok and not declared.ambiguous
+    assert np.diag(declared.covariance)[3:].min() < 0.5 * ROTATION_VARIANCE_UNDETERMINED
+    rot, tr = min((pose_errors(declared.T_cam_obj, T_gt @ S)
+                   for S in sym.symmetry_transforms(0.01)), key=lambda e: e[0])
+    assert rot < 10.0 and tr < 0.03, (rot, tr)

@@ -282,6 +282,37 @@ def test_pose_with_covariance_roundtrip():
     assert np.allclose(np.reshape(pose_with_covariance(T, None).covariance, (6, 6)), -np.eye(6))
 
 
+def test_ambiguous_estimate_is_flagged_in_the_message(tmp_path):
+    """A frame whose estimate has a rival pose (a plain box, symmetries not declared, RGB, 5
+    hypotheses): ObjectPoseEstimate.ambiguous is set, the published covariance says the
+    orientation is not determined, and the overlay label says so. (The flag cleared by declared
+    symmetries: test_pipeline_select; false on clear views: test_ros_node_integration.)"""
+    from std_msgs.msg import Header
+
+    from conftest import PLAIN_BOX_K, plain_box_frame
+    from coop_ros.pipeline import PoseConfig
+    from coop_ros.pipeline.estimator import PoseEstimator
+    from coop_ros.pipeline.refine import ROTATION_VARIANCE_UNDETERMINED
+    from coop_ros.ros.frame import FrameProcessor
+    from coop_ros.ros.replay import make_camera_info, make_detections, make_image
+    cfg = NodeConfig.from_flat(_flat(mode="rgb", num_hypotheses=5))
+    est = PoseEstimator(PoseConfig(template_cache_dir=str(tmp_path)))
+    try:
+        obj, rgb, box, _ = plain_box_frame(est.renderer)
+        est.add_object("box", obj)
+        h = Header(frame_id="cam")
+        frame = {"image": make_image(rgb, h), "detections": make_detections([("3", box, 0.9)], h)}
+        info = make_camera_info(np.array(PLAIN_BOX_K), 640, 480, h)
+        out = FrameProcessor(est, {"box": obj}, cfg.objects).process(frame, info, cfg)
+    finally:
+        est.release()
+    e = out.estimates.estimates[0]
+    assert e.status == 0 and e.ambiguous
+    C = np.reshape(e.pose.covariance, (6, 6))
+    assert np.all(np.diag(C)[3:] >= ROTATION_VARIANCE_UNDETERMINED - 1e-6)
+    assert out.overlay_items[0]["label"].endswith("(ambiguous)")
+
+
 # ----------------------------------------------------------------------------- messages
 # RIHS01 hashes of the upstream packages as published by real ROS 2 (Jazzy) nodes / golden tests
 UPSTREAM_HASHES = {

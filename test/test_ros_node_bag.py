@@ -135,6 +135,7 @@ def test_bag_round_trip_matches_the_node(scene, tmp_path, node_poses, storage):
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert [r["instance_id"] for r in rows] == ["box_0"] * 3
+    assert [r["ambiguous"] for r in rows] == ["0"] * 3     # a clear RGB-D view: no rival pose
     x = float(rows[0]["x"])
     assert abs(x - node_poses[STAMPS[0]].detections[0].results[0].pose.pose.position.x) < 1e-6
 

@@ -115,6 +115,7 @@ def test_poses_match_ground_truth(run):
         assert 1 <= len(d.results) <= N_HYP
         for e in est.estimates:
             assert e.status == 0 and e.reason == "" and e.timings.total > 0
+            assert not e.ambiguous       # clear RGB-D views: no rival pose
             assert 1 <= len(e.hypotheses) <= N_HYP and e.timings.refine > 0
 
 

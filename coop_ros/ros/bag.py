@@ -31,7 +31,7 @@ __all__ = ["configure_parser", "run", "read_params", "resolve", "msgdef_typestor
 
 INPUT_NAMES = ("image", "depth", "camera_info", "detections")
 CSV_FIELDS = ["stamp", "frame_id", "instance_id", "class_id", "object", "status", "reason",
-              "score", "best_so_far", "x", "y", "z", "qx", "qy", "qz", "qw", "total_s"]
+              "score", "best_so_far", "ambiguous", "x", "y", "z", "qx", "qy", "qz", "qw", "total_s"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -279,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
                         "class_id": e.class_id, "object": e.object_name, "status": status,
                         "reason": e.reason, "score": f"{e.score:.4f}",
                         "best_so_far": int(e.best_so_far),
+                        "ambiguous": int(e.ambiguous),
                         **{k: (f"{v:.6f}" if ok else "") for k, v in zip(
                             ("x", "y", "z", "qx", "qy", "qz", "qw"),
                             (p.position.x, p.position.y, p.position.z, p.orientation.x,

@@ -283,6 +283,7 @@ class FrameProcessor:
                 continue
             e.status, e.score = ObjectPoseEstimate.STATUS_OK, float(r.score)
             e.best_so_far = bool(r.best_so_far)
+            e.ambiguous = bool(r.ambiguous)
             e.pose = conv.pose_with_covariance(r.T_cam_obj, r.covariance)
             e.timings = _timings(r.timings)
             for h in r.hypotheses:
