@@ -136,5 +136,6 @@ def test_estimate_caches_templates_by_default(box_files, tmp_path, monkeypatch, 
                     "--out", str(tmp_path / "o" / "overlay.png")))
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["status"] == "ok", out["reason"]
+    assert out["ambiguous"] is False and out["best_so_far"] is False   # a clear RGB-D view
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
     assert (tmp_path / "o" / "overlay.png").is_file()

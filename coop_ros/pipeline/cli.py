@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     res = est.estimate(rgb, K, [Detection("object", box, mask)], depth=depth, mode=mode,
                        num_hypotheses=args.hypotheses, coarse_only=args.coarse_only)[0]
     d = {"status": res.status, "reason": res.reason, "mode": mode, "score": res.score,
+         "best_so_far": res.best_so_far, "ambiguous": res.ambiguous,
          "T_cam_obj": None if res.T_cam_obj is None else res.T_cam_obj.tolist(),
          "covariance": None if res.covariance is None else res.covariance.tolist(),
          "timings_s": res.timings,
