@@ -21,14 +21,16 @@
 3. ``--sections keep``: refinement keeps the truth. ``PoseEstimator.refine_pose`` (the
    refinement every hypothesis gets, as a tracker would call it) started exactly at the GT pose
    and at GT + 5 deg / 10 mm (random axis and direction, seeded): 30 LM-O dev targets with
-   visib_fract >= 0.5 (evenly spread over the split) in RGB, the two RGB-D frames in RGB-D
-   (3 perturbed starts each). Share within 3 deg / 3 % of the distance (RGB) and 2 deg / 5 mm
+   visib_fract >= 0.5 (evenly spread over the split) in RGB (3 perturbed starts each), the two
+   RGB-D frames in RGB-D (10 perturbed starts each). Share within 3 deg / 3 % of the distance (RGB) and 2 deg / 5 mm
    (RGB-D), rotation symmetry-aware, and the median errors.
 4. ``--sections landscape`` (not run by default, ~4 min): why the truth is or is not kept. For
    every LM-O dev target with visib_fract >= 0.5 and the RGB-D frames, the share of the evidence
    search's 12 moves (at each of its four step sizes) that score above the GT pose, and the
    share of targets whose GT beats all 12; again from the GT shifted by the image offset that
-   scores best (a systematic offset between the GT and the photo shows there).
+   scores best (a systematic offset between the GT and the photo shows there). For the RGB-D
+   frames also where the depth alone puts the object: point-to-plane ICP
+   (:func:`coop_ros.pipeline.icp.icp_point_to_plane`, 30 steps) started at the GT.
 
 Times are seconds per target (the estimator's wall time per image / its targets, templates
 loaded from the disk cache); with ``--jobs N`` N configurations run at once in separate
@@ -104,6 +106,8 @@ def _row(rep, data: str, mode: str, method: str) -> dict:
 #: (rotation [deg], translation) limits of "kept": RGB translation as a fraction of the distance,
 #: RGB-D in metres
 KEEP_LIMITS = {"rgb": (3.0, 0.03), "rgbd": (2.0, 0.005)}
+#: perturbed starts per target (RGB: 30 LM-O dev targets; RGB-D: the two frames)
+KEEP_STARTS = {"rgb": 3, "rgbd": 10}
 
 
 def _keep_errors(T, Tg, obj) -> tuple[float, float]:
@@ -152,8 +156,10 @@ def _keep_rows(real: Path, args) -> list[dict]:
         inst = [(k, j) for k in sorted(frames) for j, gi in enumerate(frames[k].gt_info)
                 if gi.visib_fract >= 0.5 and ds.has_model(frames[k].gt[j].obj_id)]
         for k, j in inst[::max(len(inst) // 30, 1)][:30]:
-            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib, 1))
-    cases += [(ds, d, "rgbd", fr, j, box, 3) for ds, d, fr, j, box in _rgbd_targets(real)]
+            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib,
+                          KEEP_STARTS["rgb"]))
+    cases += [(ds, d, "rgbd", fr, j, box, KEEP_STARTS["rgbd"])
+              for ds, d, fr, j, box in _rgbd_targets(real)]
     rng = np.random.default_rng(0)
     res: dict = {}
     for ds, data, mode, fr, j, box, n_pert in cases:
@@ -215,8 +221,11 @@ def _landscape_rows(real: Path, args) -> list[dict]:
     steps). A search started at the GT stays there only when no move beats it."""
     from coop_ros.evidence import Evidence
     from coop_ros.geometry.se3 import orthonormalized
+    from coop_ros.pipeline.icp import icp_point_to_plane
     from coop_ros.pipeline.search import pose_moves
+    from coop_ros.pipeline.views import QueryImage, RenderTarget
     cases = []
+    rows_icp = []
     if (real / LMO).is_dir():
         ds = _dataset(real / LMO)
         for k in sorted(ds.images())[::max(args.stride, 1)]:
@@ -243,13 +252,20 @@ def _landscape_rows(real: Path, args) -> list[dict]:
         b = int(np.argmax(s_grid))
         name = data if data == LMO else "real RGB-D frames"
         res.setdefault((name, "offset"), []).append((grid[b % grid.size], grid[b // grid.size]))
+        if mode == "rgbd":       # where the depth alone puts the object: ICP from the GT
+            q = QueryImage(rgb=fr.rgb, K=fr.K, depth=fr.depth, box=np.asarray(box, np.float64))
+            target = RenderTarget(est.renderer, est.render_key(g.obj_id), est.object_model(
+                g.obj_id), est.config.crop_size)
+            rot, tr = _keep_errors(icp_point_to_plane(Tg, q, target, 30)[0], Tg, obj)
+            rows_icp.append({"section": "landscape", "data": data, "icp_from_gt_rot_deg": rot,
+                             "icp_from_gt_tr_mm": 1e3 * tr})
         for start, T0, s0 in (("GT", Tg, s_grid[grid.size ** 2 // 2]),
                               ("GT shifted by its best offset", shifted[b], s_grid[b])):
             for lv, (a, p, dz) in enumerate(LANDSCAPE_LEVELS):
                 moves = pose_moves(T0, obj.center, f, np.radians(a), p, dz)[0]
                 above = ev.evaluate(est.renderer, key, moves)[0] > s0
                 res.setdefault((name, start, lv), []).append(above)
-    rows = []
+    rows = list(rows_icp)
     for key, v in res.items():
         if key[1] == "offset":
             rows.append({"section": "landscape", "data": key[0], "offset_median_px":
@@ -277,6 +293,10 @@ def print_landscape_table(rows: list[dict]) -> None:
                   f"{100 * r['depth_frac']:g} % | {r['n']} | {100 * r['above_shift']:.0f} % "
                   f"| {100 * r['above_depth']:.0f} % | {100 * r['above_rot']:.0f} % "
                   f"| {100 * r['gt_above_all']:.0f} % |")
+    for r in rows:
+        if "icp_from_gt_rot_deg" in r:
+            print(f"\n{r['data']}: point-to-plane ICP on the depth alone, started at the GT, ends "
+                  f"{r['icp_from_gt_rot_deg']:.2f} deg / {r['icp_from_gt_tr_mm']:.1f} mm from it")
     for r in rows:
         if "offset_median_px" in r:
             dx, dy = r["offset_median_px"]
