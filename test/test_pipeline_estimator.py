@@ -232,3 +232,39 @@ def test_budget_cut_refinement_returns_the_best_so_far(setup):
         assert np.array_equal(h.T, h.T_coarse)
     assert np.array_equal(cut.T_cam_obj, cut.hypotheses[0].T_coarse)
     assert cut.score == max(h.score for h in cut.hypotheses)
+
+
+def test_rgbd_depth_hypotheses_find_the_shape_without_template_matches(setup):
+    """RGB-D: when no template matches (a stub matcher with no patch match), the coarse poses
+    from the observed depth geometry alone still give the pose; without them the detection
+    fails with the matcher's reason."""
+    import dataclasses
+
+    from coop_ros.pipeline.coarse import depth_hypotheses, observed_points
+    est, obj, frames = setup
+    rgb, depth, box, T = frames[1]
+    # the generator alone: among its 4, a coarse pose in the basin of the truth or of one of the
+    # box shape's 180 deg turns (the depth sees the shape, not the texture)
+    hyps = depth_hypotheses(est._objects[1].bank, observed_points(depth, K, box, obj.diameter),
+                            obj.diameter, 4)
+    assert 1 <= len(hyps) <= 4 and all(h.template_index == -1 for h in hyps)
+    turns = [make_pose(np.diag(d), np.zeros(3)) for d in ((1, 1, 1), (1, -1, -1), (-1, 1, -1),
+                                                          (-1, -1, 1))]
+    c = make_pose(np.eye(3), obj.center)
+    err = min(pose_errors(h.T, T @ c @ S @ np.linalg.inv(c)) for h in hyps for S in turns)
+    assert err[0] < 15.0 and err[1] < 0.1 * obj.diameter, err
+    saved, cfg = est.backend, est.config
+    try:
+        est.backend = Backend("stub", _StubMatcher("none"), saved.flow, saved.scorer)
+        r = est.estimate(rgb, K, [Detection(1, box)], depth=depth, mode="rgbd",
+                         num_hypotheses=1)[0]
+        est.config = dataclasses.replace(cfg, depth_hypotheses=0)
+        off = est.estimate(rgb, K, [Detection(1, box)], depth=depth, mode="rgbd",
+                           num_hypotheses=1)[0]
+    finally:
+        est.backend, est.config = saved, cfg
+    assert r.ok, r.reason
+    rot, tr = pose_errors(r.T_cam_obj, T)
+    assert rot < 2.0 and tr < 0.005, (rot, tr)
+    assert r.hypotheses[0].template_index == -1
+    assert not off.ok and off.reason_code is Reason.NO_TEMPLATE_MATCHED

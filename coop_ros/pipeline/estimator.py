@@ -32,7 +32,7 @@ from coop_ros.backends import get_backend
 from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError, reason_text
 from coop_ros.geometry.camera import check_intrinsics, make_crop
-from coop_ros.pipeline.coarse import coarse_hypotheses
+from coop_ros.pipeline.coarse import coarse_hypotheses, depth_hypotheses, observed_points
 from coop_ros.pipeline.refine import (ROTATION_VARIANCE_UNDETERMINED, RefineSettings, Refiner,
                                      continue_search)
 from coop_ros.pipeline.views import QueryImage, RenderTarget
@@ -296,10 +296,25 @@ class PoseEstimator:
         try:
             matches = self.backend.matcher.match(qcrop, reg.bank, reg.prepared)
             matches.validate(len(reg.bank), (cfg.crop_size // 16) ** 2)
-            coarse, _fails = coarse_hypotheses(
-                matches, reg.bank, qcrop, mode, max(cfg.coarse_candidates, n), reg.obj.diameter,
-                reproj_px=cfg.pnp_reproj_px, min_correspondences=cfg.min_correspondences,
-                seed=cfg.seed, center_obj=reg.obj.center)
+            no_template = None
+            try:
+                coarse, _fails = coarse_hypotheses(
+                    matches, reg.bank, qcrop, mode, max(cfg.coarse_candidates, n),
+                    reg.obj.diameter, reproj_px=cfg.pnp_reproj_px,
+                    min_correspondences=cfg.min_correspondences, seed=cfg.seed,
+                    center_obj=reg.obj.center)
+            except EstimationError as e:
+                if mode != "rgbd" or cfg.depth_hypotheses == 0:
+                    raise
+                coarse, no_template = [], e
+            if mode == "rgbd" and cfg.depth_hypotheses > 0:
+                # the shape in the depth, next to the template matches (occlusion or a photo
+                # unlike the rendering can mislead the matcher, not the depth)
+                pts = observed_points(depth, K, box, reg.obj.diameter, mask, seed=cfg.seed)
+                coarse += depth_hypotheses(reg.bank, pts, reg.obj.diameter,
+                                           cfg.depth_hypotheses, seed=cfg.seed)
+                if not coarse:
+                    raise no_template
             ev_scores, ev_terms = evidence.evaluate(self.renderer, reg.proxy_key,
                                                     np.stack([c.T for c in coarse]))
         except EstimationError as e:

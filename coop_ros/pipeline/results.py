@@ -77,6 +77,9 @@ class PoseConfig:
         by the evidence).
     coarse_candidates: coarse poses computed (from the best-scored templates) and ranked by the
         image evidence; the best ``num_hypotheses`` of them are refined.
+    depth_hypotheses: RGB-D: coarse poses from the observed depth geometry alone
+        (:func:`coop_ros.pipeline.coarse.depth_hypotheses`), ranked by the image evidence with
+        the template ones (0: off).
     proxy_faces: faces of the simplified mesh the evidence renders (a silhouette of a 30-200 px
         object needs no more; the full mesh renders the templates and the flow steps).
     coarse_ckpt / refiner_ckpt / selection_ckpt: checkpoint files of the learned backend
@@ -104,6 +107,7 @@ class PoseConfig:
     torch_threads: int | None = 1
     search_levels: int = 4
     coarse_candidates: int = 12
+    depth_hypotheses: int = 4
     proxy_faces: int = 2000
     seed: int = 0
     coarse_ckpt: str | None = None
@@ -145,6 +149,8 @@ class PoseConfig:
             bad("search_levels", "must be an integer in [0, 8]")
         if not isinstance(self.coarse_candidates, int) or not 1 <= self.coarse_candidates <= 64:
             bad("coarse_candidates", "must be an integer in [1, 64]")
+        if not isinstance(self.depth_hypotheses, int) or not 0 <= self.depth_hypotheses <= 64:
+            bad("depth_hypotheses", "must be an integer in [0, 64]")
         if not isinstance(self.proxy_faces, int) or self.proxy_faces < 100:
             bad("proxy_faces", "must be an integer >= 100")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
