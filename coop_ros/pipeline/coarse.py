@@ -212,9 +212,7 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
             fails.append(EstimationError(Reason.PNP_FAILED,
                                          f"template {t} puts the object behind the camera"))
             continue
-        dup = any(rotation_angle_deg(T[:3, :3], h.T[:3, :3]) < 10.0
-                  and np.linalg.norm(T[:3, 3] - h.T[:3, 3]) < 0.05 * diameter for h in hyps)
-        if dup:
+        if _duplicate(T[:3, :3], T[:3, 3], hyps, diameter):
             continue
         hyps.append(CoarseHypothesis(T=T, template_index=t, template_score=float(scores[t]),
                                      num_correspondences=nc, num_inliers=ni))
@@ -223,6 +221,13 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
                                                        "no template gave a pose")
         raise EstimationError(first.reason, first.detail)
     return hyps, fails
+
+
+def _duplicate(R: np.ndarray, t: np.ndarray, hyps: list, diameter: float) -> bool:
+    """True when the pose (R (3, 3), t (3,)) lies within 10 deg and 5 % of the diameter of one
+    of ``hyps`` (coarse hypotheses kept so far)."""
+    return any(rotation_angle_deg(R, h.T[:3, :3]) < 10.0
+               and np.linalg.norm(t - h.T[:3, 3]) < 0.05 * diameter for h in hyps)
 
 
 def _ray_rotation(r: np.ndarray) -> np.ndarray:
@@ -340,8 +345,7 @@ def depth_hypotheses(bank, points: np.ndarray, diameter: float, n: int, in_plane
     for b in np.argsort(-s, kind="stable"):
         if len(out) >= n:
             break
-        if any(rotation_angle_deg(R[b], h.T[:3, :3]) < 10.0
-               and np.linalg.norm(t[b] - h.T[:3, 3]) < 0.05 * diameter for h in out):
+        if _duplicate(R[b], t[b], out, diameter):
             continue
         T = np.eye(4)
         T[:3, :3], T[:3, 3] = R[b], t[b]
