@@ -184,7 +184,9 @@ class Hypothesis:
     """One refined hypothesis.
 
     T_coarse: (4, 4) pose after the coarse stage. T: (4, 4) pose after refinement.
-    template_index: the template it came from; template_score: the coarse matcher's score.
+    template_index: the template it came from (-1: not from a template -- a pose given to
+        ``refine_pose``, or an RGB-D pose from the depth geometry); template_score: the coarse
+        matcher's score (of a depth-geometry pose: its point-agreement score).
     score: selection score in [0, 1] (higher = better; weight-free: the image evidence of T,
     :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
     (refinement never lowers it: score >= score_coarse).
