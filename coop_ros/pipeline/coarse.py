@@ -287,9 +287,8 @@ def depth_hypotheses(bank, points: np.ndarray, diameter: float, n: int, in_plane
     :mod:`coop_ros.geometry.rigid`), re-scored both ways (times the share of the observed points
     within 0.1 diameter of its points), and the best ``n`` that differ by more than 10 deg or 5 %
     of the diameter are returned, ``template_index`` -1 and ``template_score`` their score.
-    ``points``: (M, 3) from :func:`observed_points`. On the first 48 targets of the realistic
-    RGB-D set, 4 of them hold a pose within 0.3 diameter (MSSD) for 52 % of the targets (44 %
-    scored one way only).
+    ``points``: (M, 3) from :func:`observed_points`. Their effect on accuracy:
+    ``bench/eval_realistic.py`` and ``bench/eval_real.py`` (RGB-D rows; figures in the README).
 
     Written here rather than taken from open3d (FPFH + RANSAC): open3d is not a runtime
     dependency (~300 MB), and the template views already give the visible surfaces to align.
