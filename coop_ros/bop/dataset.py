@@ -43,7 +43,7 @@ from coop_ros.geometry.se3 import check_pose, make_pose
 
 __all__ = [
     "Target", "GtPose", "GtInfo", "BopFrame", "BopDataset", "Estimate", "NoEstimate",
-    "compute_gt_info",
+    "compute_gt_info", "valid_gt_indices",
     "write_results_csv", "read_results_csv", "RESULTS_HEADER",
 ]
 
@@ -117,6 +117,10 @@ class Estimate:
 
     T_cam_obj: (4, 4) float64 pose, translation in metres. score: confidence (higher = better).
     time_s: wall time in seconds spent on the whole image (BOP semantics), -1 if unknown.
+    hypotheses: optional (N, 4, 4) poses [m] the estimator chose ``T_cam_obj`` from (the refined
+        hypotheses, the chosen one among them): ``coop-ros eval`` scores the best of them as an
+        oracle selection would. coarse_poses: optional (M, 4, 4) coarse poses [m] they were
+        refined from (the oracle of the coarse stage). Neither is written to a results CSV.
     """
     scene_id: int
     im_id: int
@@ -124,6 +128,8 @@ class Estimate:
     score: float
     T_cam_obj: np.ndarray
     time_s: float = -1.0
+    hypotheses: np.ndarray | None = None
+    coarse_poses: np.ndarray | None = None
 
 
 @dataclass
@@ -184,6 +190,20 @@ class BopFrame:
     def mask_visib(self, gt_idx: int) -> np.ndarray:
         """(H, W) bool visible silhouette of GT instance ``gt_idx`` (``mask_visib/``)."""
         return self._mask(self.mask_visib_paths, gt_idx, "mask_visib")
+
+
+def valid_gt_indices(frame: BopFrame, target: Target) -> list[int]:
+    """Indices (into ``frame.gt``) of the GT instances a target asks for: its ``inst_count`` most
+    visible instances of ``target.obj_id`` (BOP19 with ``visib_gt_min = -1``), sorted.
+
+    Raises InputError when the image has no GT instance of the object."""
+    ids = frame.gt_indices(target.obj_id)
+    if not ids:
+        raise InputError(f"target {target} names object {target.obj_id}, which has no GT pose in "
+                         f"scene {frame.scene_id} image {frame.im_id}")
+    if frame.gt_info:
+        ids = sorted(ids, key=lambda i: -frame.gt_info[i].visib_fract)  # stable: file order ties
+    return sorted(ids[:max(0, target.inst_count)])
 
 
 # --------------------------------------------------------------------------- file helpers
