@@ -138,7 +138,10 @@ class Evidence:
 
     # ------------------------------------------------------------------ terms
     def region(self, masks: np.ndarray) -> np.ndarray:
-        """(B, S, S) bool silhouettes -> (B,) mutual information [bits] (module docstring)."""
+        """(B, S, S) bool silhouettes -> (B,) mutual information [bits] (module docstring); 0
+        when no crop pixel lies inside the image (a box far larger than the image)."""
+        if self._pix.size == 0:
+            return np.zeros(len(masks))
         inside = masks.reshape(len(masks), -1)[:, self._pix].astype(np.float64)
         nf = np.add.reduceat(inside, self._starts, axis=1)
         nb = self._tot[None] - nf
