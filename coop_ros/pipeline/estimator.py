@@ -33,6 +33,7 @@ from coop_ros.pipeline.budget import Budget, StageTimes
 from coop_ros.errors import BoxOutsideImageError, EstimationError, InputError, reason_text
 from coop_ros.geometry.camera import check_intrinsics, make_crop
 from coop_ros.pipeline.coarse import coarse_hypotheses, depth_hypotheses, observed_points
+from coop_ros.pipeline.gate import apply_gate, hull_points
 from coop_ros.pipeline.refine import (ROTATION_VARIANCE_UNDETERMINED, RefineSettings, Refiner,
                                      continue_search)
 from coop_ros.pipeline.views import QueryImage, RenderTarget
@@ -79,6 +80,7 @@ class _Registered:
         # surface samples [m] and declared symmetries: is a hypothesis another pose (select.rival)
         self.points = obj.sample_surface(500)
         self.syms = obj.symmetry_transforms(0.05)
+        self.hull = hull_points(obj)   # bounds its silhouette: the plausibility gate's box check
 
 
 class PoseEstimator:
@@ -395,10 +397,13 @@ class PoseEstimator:
             r3 = np.arange(3, 6)
             cov[r3, r3] = np.maximum(cov[r3, r3], ROTATION_VARIANCE_UNDETERMINED)
         timings["total"] = time.perf_counter() - t_start
-        return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
-                          covariance=None if cov is None else cov.copy(), score=best.score,
-                          hypotheses=hyps, timings=timings, best_so_far=cut,
-                          ambiguous=bool(ambiguous), **base)
+        res = PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=best.T.copy(),
+                         covariance=None if cov is None else cov.copy(), score=best.score,
+                         hypotheses=hyps, timings=timings, best_so_far=cut,
+                         ambiguous=bool(ambiguous), **base)
+        # the plausibility gate (pipeline/gate.py): a pose the measurements contradict fails
+        return apply_gate(res, reg.hull, K, (W, H), reg.obj.diameter,
+                          evidence if mode == "rgbd" else None, self.renderer, reg.proxy_key)
 
     def _refine(self, h: Hypothesis, query: QueryImage, reg, evidence, mode: str,
                 search: dict | None, timings: dict) -> None:
@@ -468,7 +473,8 @@ class PoseEstimator:
             detection: :class:`Detection` (or (obj_id, box_xywh)) of the object.
             T_init: (4, 4) pose to start from [m].
         Returns:
-            :class:`PoseResult` (failed with a reason for an unknown object or a bad box).
+            :class:`PoseResult` (failed with a reason for an unknown object or a bad box, or
+            ``implausible_pose`` when the refined pose fails the plausibility gate).
         Raises:
             InputError for a bad image / K / depth / mode / T_init.
         """
@@ -510,10 +516,12 @@ class PoseEstimator:
                     h.T, h.score, h.score_terms = r.T, r.score, Evidence.as_dict(r.terms)
                     h.covariance = r.covariance
         timings["total"] = time.perf_counter() - t0
-        return PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=h.T.copy(),
-                          covariance=None if h.covariance is None else h.covariance.copy(),
-                          score=h.score, hypotheses=[h], timings=timings, mode=mode,
-                          box_xywh=box)
+        res = PoseResult(obj_id=det.obj_id, status=STATUS_OK, T_cam_obj=h.T.copy(),
+                         covariance=None if h.covariance is None else h.covariance.copy(),
+                         score=h.score, hypotheses=[h], timings=timings, mode=mode,
+                         box_xywh=box)
+        return apply_gate(res, reg.hull, K, rgb.shape[1::-1], reg.obj.diameter,
+                          evidence if mode == "rgbd" else None, self.renderer, reg.proxy_key)
 
     def _flow_iterations(self, mode: str) -> int:
         """Flow iterations per hypothesis: the config's, or the backend's default (None)."""

@@ -190,8 +190,10 @@ class Hypothesis:
     score: selection score in [0, 1] (higher = better; weight-free: the image evidence of T,
     :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
     (refinement never lowers it: score >= score_coarse).
-    covariance: (6, 6) or None. status: "ok" (hypotheses do not fail: a refinement that raised
-    keeps T = T_coarse and says why). reason: "" or the text "<reason>: <detail>";
+    covariance: (6, 6) or None. status: "ok" (a refinement that raised keeps T = T_coarse and
+    says why), or "failed" for an alternative of an ok result whose pose failed the plausibility
+    gate (:mod:`coop_ros.pipeline.gate`; reason ``implausible_pose``: not published as an
+    alternative). reason: "" or the text "<reason>: <detail>";
     reason_code: its :class:`~coop_ros.errors.Reason` (None when refinement ran): the
     refinement's error reason (the coarse pose kept), or ``Reason.NOT_REFINED`` for a hypothesis
     the time budget left unrefined (T = T_coarse).
