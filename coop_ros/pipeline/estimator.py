@@ -215,8 +215,33 @@ class PoseEstimator:
                                                   det.box_xywh is None else
                                                   np.asarray(det.box_xywh, float).reshape(-1)))
                     continue
-                out.append(self._estimate_one(rgb, K, depth, det, mode, n, coarse_only, budget))
+                out.append(self._estimate_isolated(rgb, K, depth, det, mode, n, coarse_only,
+                                                   budget))
         return out
+
+    def _estimate_isolated(self, rgb, K, depth, det: Detection, mode: str, n: int,
+                           coarse_only: bool, budget: Budget) -> PoseResult:
+        """:meth:`_estimate_one`, with whatever it raises turned into this detection's failed
+        result (an error carrying a reason keeps it, InputError is ``bad_input``, anything else
+        ``internal_error`` naming the exception and where it was raised): one bad detection
+        never costs the frame its other answers."""
+        try:
+            return self._estimate_one(rgb, K, depth, det, mode, n, coarse_only, budget)
+        except Exception as e:  # noqa: BLE001 -- isolation is the point
+            import traceback
+            box = None
+            with contextlib.suppress(Exception):
+                box = np.asarray(det.box_xywh, float).reshape(-1)
+            reason = getattr(e, "reason", None)
+            if isinstance(e, InputError):
+                reason, detail = reason or Reason.BAD_INPUT, e.detail
+            elif reason is not None:
+                detail = e.detail
+            else:
+                tb = traceback.extract_tb(e.__traceback__)
+                at = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+                reason, detail = Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}{at}"
+            return PoseResult.failed(det.obj_id, reason, detail, mode=mode, box_xywh=box)
 
     @staticmethod
     def _check_inputs(rgb, K, depth, mode: str):

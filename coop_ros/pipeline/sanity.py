@@ -110,9 +110,16 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
     the depth is too large for the intrinsics (depth scale x10, or fx / fy x0.1). The nearest
     depth is the 2nd percentile of the valid depth in the box (occluders in front only make the
     bound larger, so they cause no false alarm). A box with fewer than 20 valid depth pixels is
-    not judged.
+    not judged; a non-finite box is an error (never an exception).
+
+    Args:
+        box_xywh: (4,) detection box [px]; depth_m: (H, W) depth [m], 0 = none; K: (3, 3) [px];
+        diameter_m: the object's diameter [m].
     """
-    x, y, w, h = (float(v) for v in box_xywh)
+    x, y, w, h = (float(v) for v in np.asarray(box_xywh, np.float64).reshape(-1)[:4])
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return ("error", f"detection box (x, y, w, h) = ({x:g}, {y:g}, {w:g}, {h:g}) is not "
+                         "finite")
     d = np.asarray(depth_m)
     H, W = d.shape[:2]
     x0, y0 = max(int(math.floor(x)), 0), max(int(math.floor(y)), 0)
@@ -134,3 +141,4 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
                          f"measured depth {z_near:.3g} m with fx {K[0, 0]:.4g} px: depth scale "
                          "too large (x10?) or focal length too small (x0.1?)")
     return None
+
