@@ -466,3 +466,31 @@ def test_new_node_parameters_validate():
     assert (new.time_budget, new.max_detections) == (2.5, 5)
     with pytest.raises(ConfigError, match="restart"):
         cfg.updated({"qos.image.reliability": "reliable"})
+
+
+def test_camera_info_and_detection_conversions_name_the_bad_field():
+    """Issue 25, findings 1 and 5: a NaN cx was reported as "fx, fy must be > 0"; a NaN / inf
+    box passed conversion and raised later."""
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from coop_ros.errors import InputError
+    from coop_ros.ros.conversions import camera_info_to_K, detections_from_msg
+    from coop_ros.ros.replay import make_detections
+    ci = CameraInfo(width=640, height=480)
+    ci.k = [500.0, 0.0, float("nan"), 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    with pytest.raises(InputError, match=r"K has non-finite entries: cx nan") as e:
+        camera_info_to_K(ci)
+    assert "fx, fy must be" not in str(e.value)
+    ci.k = [0.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    with pytest.raises(InputError, match=r"fx 0, fy 500 \(both must be > 0"):
+        camera_info_to_K(ci)
+    arr = make_detections([("1", (10, 20, 30, 40)), ("1", (float("nan"), 20, 30, 40)),
+                           ("1", (10, 20, 30, float("inf"))), ("1", (10, 20, 30, 40),
+                                                               float("nan"))], Header())
+    d = detections_from_msg(arr)
+    assert [x["problem"] == "" for x in d] == [True, False, False, False]
+    assert "bbox.center.position.x nan" in d[1]["problem"]
+    assert "bbox.center.position.y inf, bbox.size_y inf" in d[2]["problem"]
+    assert "results[].hypothesis.score [nan]" in d[3]["problem"]
+    np.testing.assert_allclose(d[0]["box_xywh"], [10, 20, 30, 40])
