@@ -498,8 +498,20 @@ class BopDataset:
         where = f"{d / 'scene_camera.json'}[{im_id}]"
         if "cam_K" not in cam:
             raise InputError(f"{where}: missing cam_K")
-        K = check_intrinsics(np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), name=where)
-        depth_scale = float(cam.get("depth_scale", 1.0))
+        try:
+            k = np.asarray(cam["cam_K"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            k = None
+        if k is None or k.size != 9:
+            raise InputError(f"{where}: cam_K must be 9 numbers (row-major 3x3), got "
+                             f"{cam['cam_K']!r:.80}")
+        K = check_intrinsics(k.reshape(3, 3), name=f"{where} cam_K")
+        ds = cam.get("depth_scale", 1.0)
+        if isinstance(ds, bool) or not isinstance(ds, (int, float)) or not np.isfinite(ds) \
+                or ds <= 0:
+            raise InputError(f"{where}: depth_scale must be a finite number > 0 (mm per raw "
+                             f"depth unit), got {ds!r}")
+        depth_scale = float(ds)
 
         rgb_path = self._image_path(scene_id, im_id, "rgb", RGB_EXTS)
         if rgb_path is None:

@@ -9,7 +9,7 @@ observed depth"). These checks run first and say what probably happened:
 * :func:`intrinsics_problem` -- the field of view fx / fy imply for the image size;
 * :func:`box_scale_problem` -- the detection box against the largest size the object (its
   diameter) can have in the image at the measured depth with these intrinsics: catches a depth
-  scale too large (x10) or a focal length too small (x0.1).
+  scale too large (x10), a focal length too small (x0.1) or a mesh 1000x too small (units).
 
 Each returns None, or ``(level, message)`` with level "error" (the input cannot be right) or
 "warning" (suspicious, processing goes on). No ROS import.
@@ -139,6 +139,7 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
         return ("error", f"detection box {diag:.0f} px across is {diag / max_px:.1f}x the "
                          f"{max_px:.0f} px a {diameter_m * 1000:.0f} mm object can span at the "
                          f"measured depth {z_near:.3g} m with fx {K[0, 0]:.4g} px: depth scale "
-                         "too large (x10?) or focal length too small (x0.1?)")
+                         "too large (x10?), focal length too small (x0.1?) or the mesh too "
+                         "small (units mm for a mesh in metres?)")
     return None
 
