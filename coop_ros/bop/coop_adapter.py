@@ -98,6 +98,31 @@ def _detections(frame, targets, gt_box: str):
     return dets, gis, out
 
 
+def _sanity(frame, dets, gis, mode: str, est):
+    """The node's plausibility checks of the inputs (coop_ros/pipeline/sanity.py): field of view
+    of K and depth unit for the frame (an error refuses every detection), the box against the
+    object's size at the measured depth per detection (RGB-D). Returns (detections, GT indices,
+    NoEstimates of the refused ones, reason ``bad_input: ...``)."""
+    from coop_ros.bop.dataset import NoEstimate
+    from coop_ros.pipeline.sanity import box_scale_problem, frame_problems
+    depth = frame.depth if mode == "rgbd" else None
+    err, _warns = frame_problems(frame.K, frame.width, frame.height, depth,
+                                 "BOP depth x depth_scale")
+    if err:
+        return [], [], [NoEstimate(frame.scene_id, frame.im_id, int(d.obj_id),
+                                   f"bad_input: {err}") for d in dets]
+    keep, refused = [], []
+    for d, gi in zip(dets, gis):
+        p = None if depth is None else box_scale_problem(
+            d.box_xywh, depth, frame.K, est.object_model(d.obj_id).diameter)
+        if p:
+            refused.append(NoEstimate(frame.scene_id, frame.im_id, int(d.obj_id),
+                                      f"bad_input: {p[1]}"))
+        else:
+            keep.append((d, gi))
+    return [d for d, _ in keep], [g for _, g in keep], refused
+
+
 def _register(est, dataset, targets) -> None:
     for tg in targets:   # object registration (onboarding) is not estimation time
         if not est.has_object(tg.obj_id):
@@ -117,6 +142,8 @@ def make_estimator(args, dataset, records: list | None = None, estimator=None):
         _register(est, dataset, targets)
         t0 = time.perf_counter()
         dets, gis, out = _detections(frame, targets, args.gt_box)
+        dets, gis, refused = _sanity(frame, dets, gis, args.mode, est)
+        out += refused
         if not dets:
             return out
         res = est.estimate(frame.rgb, frame.K, dets, depth=frame.depth if args.mode == "rgbd"

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["depth_unit_problem", "intrinsics_problem", "box_scale_problem"]
+__all__ = ["depth_unit_problem", "intrinsics_problem", "box_scale_problem", "frame_problems"]
 
 #: median depth outside [MIN, MAX] metres is not what a depth camera looking at a table-top
 #: object measures
@@ -143,3 +143,15 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
                          "small (units mm for a mesh in metres?)")
     return None
 
+
+def frame_problems(K: np.ndarray, width: int, height: int, depth_m: np.ndarray | None = None,
+                   depth_source: str = "32FC1") -> tuple[str | None, list[str]]:
+    """The node's frame-level checks for a caller without ROS (``coop-ros eval``): field of view
+    of K for the image size, and the depth unit (``depth_source`` as in
+    :func:`depth_unit_problem`). Returns (the first error's message or None, warnings)."""
+    errors, warns = [], []
+    for p in (intrinsics_problem(K, width, height),
+              None if depth_m is None else depth_unit_problem(depth_m, depth_source)):
+        if p:
+            (errors if p[0] == "error" else warns).append(p[1])
+    return (errors[0] if errors else None), warns
