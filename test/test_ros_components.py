@@ -468,6 +468,58 @@ def test_new_node_parameters_validate():
         cfg.updated({"qos.image.reliability": "reliable"})
 
 
+def test_fastdds_profile_is_private_to_this_user(tmp_path):
+    """Issue 25, finding 7: the profile was written to a predictable name in the world-writable
+    temp directory and reused when its content matched, so another user could plant or block
+    it. Now: $XDG_RUNTIME_DIR when it is a private directory, else a fresh 0600 file created
+    with O_EXCL (mkstemp) under a random name, removed at exit."""
+    import os
+    import stat
+
+    from coop_ros.ros import dds
+    size = 16 * 1024 * 1024
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    # what another user could plant at the old predictable name: never used
+    planted = shared / f"coop_ros_fastdds_shm_{size}_{os.getuid()}.xml"
+    planted.write_text(dds.profile_xml(size))
+    paths = []
+    for _ in range(2):
+        env = {}
+        assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+        p = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+        st = os.lstat(p)
+        assert p.parent == shared and p != planted and not p.is_symlink()
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+        assert p.read_text() == dds.profile_xml(size)
+        paths.append(p)
+    assert paths[0] != paths[1]                       # a new random name per process
+    dds.cleanup()
+    assert not paths[0].exists() and not paths[1].exists() and planted.exists()
+    # a private XDG_RUNTIME_DIR is used (and reused); a group / world accessible one is not
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(run)}
+    assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+    p = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert p.parent == run and p.read_text() == dds.profile_xml(size)
+    env2 = {"XDG_RUNTIME_DIR": str(run)}
+    dds.ensure_shm_segment(env2, cwd=tmp_path, directory=shared)
+    assert env2["FASTDDS_DEFAULT_PROFILES_FILE"] == str(p)
+    run.chmod(0o777)
+    env = {"XDG_RUNTIME_DIR": str(run)}
+    assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).parent == shared
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    run.chmod(0o700)
+    env = {"XDG_RUNTIME_DIR": str(link)}
+    dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).parent == shared
+    dds.cleanup()
+
+
 def test_camera_info_and_detection_conversions_name_the_bad_field():
     """Issue 25, findings 1 and 5: a NaN cx was reported as "fx, fy must be > 0"; a NaN / inf
     box passed conversion and raised later."""

@@ -428,6 +428,8 @@ def main(argv=None, exit_process: bool = True) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     if exit_process:
+        from coop_ros.ros.dds import cleanup
+        cleanup()   # os._exit skips atexit: remove this process's Fast DDS profile file now
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
