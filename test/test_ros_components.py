@@ -520,6 +520,30 @@ def test_fastdds_profile_is_private_to_this_user(tmp_path):
     dds.cleanup()
 
 
+def test_overload_turns_diagnostics_warn_or_error_with_the_numbers():
+    """Issue 25, finding 6 (the rules; the node under a real burst: test_ros_node_reliability):
+    frames dropped unprocessed, latency against the frame period and detections skipped by
+    the time budget, over the window, each with its numbers."""
+    from coop_ros.ros.diagnostics import overload_problems
+    # the issue's burst, scaled to one 10 s window: 300 frames, 298 dropped, 10 s latency at
+    # 30 Hz, 70 % of the detections skipped by the budget
+    probs = overload_problems(10.0, 300, 298, 24, 17, [9.8, 10.2], 1 / 30)
+    levels = [lv for lv, _ in probs]
+    text = "; ".join(t for _, t in probs)
+    assert max(levels) == 2 and len(probs) == 3, probs
+    assert "overloaded: 99% of the matched frames dropped unprocessed in the last 10 s (298 of "\
+        "300" in text
+    assert "answer latency 10000 ms" in text and "300.0 frame periods of 33 ms" in text
+    assert "71% of the detections skipped by the time budget" in text and "(17 of 24" in text
+    # a node that keeps up: nothing to say
+    assert overload_problems(10.0, 50, 0, 50, 0, [0.05] * 50, 0.2) == []
+    # moderate: WARN only (half the frames dropped, 4 periods late, 20 % budget skips)
+    probs = overload_problems(10.0, 100, 50, 100, 20, [0.4] * 50, 0.1)
+    assert [lv for lv, _ in probs] == [1, 1, 1], probs
+    # too few frames / detections to judge a ratio
+    assert overload_problems(10.0, 3, 3, 2, 2, [], None) == []
+
+
 def test_camera_info_and_detection_conversions_name_the_bad_field():
     """Issue 25, findings 1 and 5: a NaN cx was reported as "fx, fy must be > 0"; a NaN / inf
     box passed conversion and raised later."""

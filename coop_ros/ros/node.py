@@ -106,6 +106,12 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self.frames_processed = 0
         self.frames_failed = 0
         self.detections_skipped = 0
+        self.detections_total = 0              # detections answered (any status)
+        self.detections_budget_skipped = 0     # of them skipped budget_exhausted
+        # (monotonic publish time, frame matched -> published [s]): the node's own latency,
+        # queueing included, on its own clock (the stamp latency needs synchronised clocks)
+        self.latency_log = deque(maxlen=1000)
+        self.match_times = deque(maxlen=1000)  # monotonic times frames were matched
         self.frames_stale = 0
         self.last_error = ""
         self.last_error_time = 0.0
@@ -221,6 +227,7 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
             self.get_logger().warning(self._mismatch_text(mism), throttle_duration_sec=5.0)
         if matched is not None:
             self._last_match = now
+            self.match_times.append(now)
             matched["t_recv"] = now
             self._slot.put(matched)
 
@@ -331,6 +338,11 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
                      f"skipped ({', '.join(f'{k} {v}' for k, v in kinds.items())}); first: "
                      f"{out.skipped[0]}")
         self._publish(out, cfg)
+        self.detections_total += len(out.estimates.estimates)
+        self.detections_budget_skipped += out.skipped_reasons.get(Reason.BUDGET_EXHAUSTED, 0)
+        if "t_recv" in frame:
+            t_pub = time.monotonic()
+            self.latency_log.append((t_pub, t_pub - frame["t_recv"]))
         if stamp != 0:
             self.latencies.append(max(self.get_clock().now().nanoseconds - stamp, 0) * 1e-9)
 
