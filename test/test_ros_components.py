@@ -495,6 +495,8 @@ def test_fastdds_profile_is_private_to_this_user(tmp_path):
         assert p.read_text() == dds.profile_xml(size)
         paths.append(p)
     assert paths[0] != paths[1]                       # a new random name per process
+    # the receiving port holds a 4096x3072 image's 576 fragments (finding 4; 512 by default)
+    assert "<port_queue_capacity>4096</port_queue_capacity>" in paths[0].read_text()
     dds.cleanup()
     assert not paths[0].exists() and not paths[1].exists() and planted.exists()
     # a private XDG_RUNTIME_DIR is used (and reused); a group / world accessible one is not

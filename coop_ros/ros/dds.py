@@ -43,11 +43,21 @@ USER_CONFIG_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_F
 FASTDDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
 
 
-def profile_xml(segment_bytes: int) -> str:
-    """A Fast DDS XML profile: default participant with SHM (``segment_bytes``) + UDPv4."""
+#: SHM port queue of a receiving participant [messages]: a sample arrives as 64 KiB fragments,
+#: and with the default 512 a best-effort sample of more than 32 MiB (a 4096x3072 rgb8 image is
+#: 37.7 MB, 576 fragments) never completes -- it is dropped without a trace. 4096 cells: 256 MiB.
+PORT_QUEUE_CAPACITY = 4096
+
+
+def profile_xml(segment_bytes: int, port_queue_capacity: int = PORT_QUEUE_CAPACITY) -> str:
+    """A Fast DDS XML profile: default participant with SHM (``segment_bytes``,
+    ``port_queue_capacity`` messages in its receiving port) + UDPv4."""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!-- coop_ros: Fast DDS shared-memory segment large enough for camera images (the default 512 KiB
-     delays images / depth larger than ~0.5 MB by up to the next frame or 3 s). -->
+     delays images / depth larger than ~0.5 MB by up to the next frame or 3 s; a best-effort
+     image larger than the publisher's segment is lost), and a receiving port queue that holds
+     the fragments of a large image (the default 512 x 64 KiB loses best-effort samples
+     > 32 MiB). -->
 <dds xmlns="http://www.eprosima.com">
   <profiles>
     <transport_descriptors>
@@ -55,6 +65,7 @@ def profile_xml(segment_bytes: int) -> str:
         <transport_id>coop_ros_shm</transport_id>
         <type>SHM</type>
         <segment_size>{int(segment_bytes)}</segment_size>
+        <port_queue_capacity>{int(port_queue_capacity)}</port_queue_capacity>
       </transport_descriptor>
       <transport_descriptor>
         <transport_id>coop_ros_udp</transport_id>

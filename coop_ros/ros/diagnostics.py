@@ -17,7 +17,7 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["Rate", "NodeDiagnostics", "overload_problems", "LOAD_WINDOW_S"]
+__all__ = ["Rate", "NodeDiagnostics", "overload_problems", "LOAD_WINDOW_S", "LOST_HINT"]
 
 #: the overload figures of /diagnostics are taken over this many seconds
 LOAD_WINDOW_S = 30.0
@@ -34,6 +34,15 @@ BUDGET_SKIP_WARN = 0.1
 BUDGET_SKIP_ERROR = 0.5
 #: fewer matched frames / detections in the window than this: no ratio is judged
 MIN_COUNT = 5
+#: what a lost / missing camera image most likely means, and what to do (README "Large images and
+#: Fast DDS")
+LOST_HINT = ("a best-effort image or depth larger than the publisher's Fast DDS shared-memory "
+             "segment never arrives, a reliable one up to 3 s late (16 MiB with coop_ros's "
+             "profile, 512 KiB by default; a 4096x3072 rgb8 image is 37.7 MB): give the camera "
+             "driver a segment that holds an image and its depth (python -m coop_ros.ros.dds 64 "
+             "> fastdds.xml; FASTDDS_DEFAULT_PROFILES_FILE=fastdds.xml) or subscribe them "
+             "reliable (qos.image.reliability / qos.depth.reliability); README 'Large images "
+             "and Fast DDS'")
 
 
 def overload_problems(window_s: float, matched: int, dropped: int, detections: int,
@@ -158,6 +167,19 @@ class NodeDiagnostics:
                 "arrive")
             self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
         det_last = self.rates["detections"].last()
+        det_first = self.rates["detections"].first
+        # detections keep coming, their images do not: lost in transport (too large for the
+        # publisher's shared-memory segment, best effort) -- nothing can be processed
+        if det_last is not None and now - det_last < 2.0 and now - det_first > 2.0 and (
+                img_last is None or now - img_last > 2.0):
+            since = "ever" if img_last is None else f"{now - img_last:.1f} s"
+            add(DiagnosticStatus.ERROR,
+                f"detections arrive on '{self.resolve_topic_name('detections')}' but no image on "
+                f"'{self.resolve_topic_name('image')}' for {since} "
+                f"({self.rates['detections'].total} detection messages, "
+                f"{self.rates['image'].total} images so far): nothing can be processed, the "
+                f"images are lost or late in transport; {LOST_HINT}")
+            self.get_logger().error(msgs[-1], throttle_duration_sec=5.0)
         if images_flowing and now - img_first > 2.0 and (det_last is None or
                                                           now - det_last > 5.0):
             add(DiagnosticStatus.WARN,
@@ -172,8 +194,8 @@ class NodeDiagnostics:
             if now - t < 30.0:
                 add(DiagnosticStatus.ERROR if not key.startswith("output") else
                     DiagnosticStatus.WARN, text)
-        for lvl, text, t in list(self._notes.values()):
-            if now - t < 10.0:
+        for key, (lvl, text, t) in list(self._notes.items()):
+            if now - t < (30.0 if key.startswith("lost:") else 10.0):
                 add(DiagnosticStatus.ERROR if lvl == "error" else DiagnosticStatus.WARN, text)
         load = self._load_window(now)
         for lvl, text in overload_problems(*load):
@@ -198,6 +220,7 @@ class NodeDiagnostics:
             "detections_skipped": str(self.detections_skipped),
             "sync_dropped": str(sum(self._sync.dropped.values())),
             "sync_unmatched": str(self._sync.unmatchable),
+            "messages_lost": ", ".join(f"{k} {v}" for k, v in self.messages_lost.items()),
             # first -> last input of a frame arriving, worst of the last 100 frames
             "sync_wait_max [ms]": f"{wait[0] * 1e3:.0f} ({wait[1]} last)" if wait else "",
             # the overload figures of the last LOAD_WINDOW_S seconds

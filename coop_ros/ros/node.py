@@ -58,7 +58,7 @@ from coop_ros.errors import CoopError
 from coop_ros.msg import ObjectPoseEstimateArray
 from coop_ros.errors import Reason
 from coop_ros.ros import conversions as conv
-from coop_ros.ros.diagnostics import NodeDiagnostics, Rate
+from coop_ros.ros.diagnostics import LOST_HINT, NodeDiagnostics, Rate
 from coop_ros.ros.frame import FrameProcessor, Note
 from coop_ros.ros.parameters import NodeParameters
 from coop_ros.render.overlay import draw_results
@@ -68,6 +68,7 @@ from coop_ros.ros.startup import LARGE_MESH_FACES, load_objects, resolve_backend
 from coop_ros.ros.sync import ApproximateSync, CameraInfoCache, LatestSlot
 
 __all__ = ["CoopNode", "main"]
+
 
 # ----------------------------------------------------------------------------- the node
 
@@ -118,6 +119,8 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self._camera_infos = CameraInfoCache()
         self._images_since_depth = 0
         self._notes: dict = {}                 # key -> (level, text, monotonic time)
+        self.messages_lost: dict = {}          # input role -> messages the middleware lost
+        self._last_image_size = ""
         self._qos_issues: dict = {}            # topic role -> (text, monotonic time)
         self._slot = LatestSlot()
         self._sync = self._make_sync()
@@ -158,10 +161,18 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         return q
 
     def _sub(self, msg_type, topic: str, role: str, callback):
-        events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info, r=role, t=topic: self._on_incompatible_qos(r, t, info))
-        return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
-                                        event_callbacks=events)
+        def events(lost: bool):
+            return SubscriptionEventCallbacks(
+                incompatible_qos=lambda info, r=role, t=topic: self._on_incompatible_qos(r, t,
+                                                                                      info),
+                message_lost=(lambda info, r=role, t=topic: self._on_message_lost(r, t, info))
+                if lost else None)
+        try:
+            return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
+                                            event_callbacks=events(True))
+        except Exception:  # noqa: BLE001 -- a middleware without the message-lost event
+            return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
+                                            event_callbacks=events(False))
 
     def _pub(self, msg_type, topic: str, qos):
         events = PublisherEventCallbacks(
@@ -206,6 +217,19 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self._qos_issues[f"{role}:{name}"] = (text, time.monotonic())
         self.get_logger().error(text, throttle_duration_sec=5.0)
 
+    def _on_message_lost(self, role: str, topic: str, info) -> None:
+        """The middleware lost messages of input ``role`` (a best-effort sample that never
+        completed: for images, usually one larger than the publisher's shared-memory segment):
+        counted, logged and reported on /diagnostics (ERROR for 30 s)."""
+        n = int(getattr(info, "total_count_change", 0) or 0) or 1
+        self.messages_lost[role] = self.messages_lost.get(role, 0) + n
+        name = self.resolve_topic_name(topic)
+        size = self._last_image_size if role in ("image", "depth") else ""
+        text = (f"input '{role}' ('{name}'): {self.messages_lost[role]} messages lost by the "
+                f"middleware so far ({n} now){size}: {LOST_HINT}")
+        self._notes[f"lost:{role}"] = ("error", text, time.monotonic())
+        self.get_logger().error(text, throttle_duration_sec=5.0)
+
     def _on_camera_info(self, msg) -> None:
         self.rates["camera_info"].tick(time.monotonic())
         self._camera_infos.add(conv.stamp_ns(msg.header), msg)
@@ -213,6 +237,10 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
     def _on_input(self, name: str, msg) -> None:
         now = time.monotonic()
         self.rates[name].tick(now)
+        if name == "image":
+            nbytes = len(msg.data)
+            self._last_image_size = (f" (the last image received: {getattr(msg, 'width', '?')}x"
+                                     f"{getattr(msg, 'height', '?')}, {nbytes / 1e6:.1f} MB)")
         if name == "depth":
             self._images_since_depth = 0
         elif name == "image":
