@@ -266,3 +266,24 @@ def test_eval_bad_cam_k_names_the_file_and_field(box_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
     assert f"{p}[{first}]: cam_K must be 9 numbers (row-major 3x3), got 'oops'" in err, err
+
+
+def test_eval_runs_the_node_input_checks(box_files, tmp_path, capsys):
+    """Issue 25, finding 3: coop-ros eval skipped the node's input checks; a focal length x0.1
+    now refuses the frame (bad_input naming the field of view) instead of estimating it."""
+    import shutil
+    root, _ = box_files
+    ds = tmp_path / "ds"
+    shutil.copytree(root / "s", ds)
+    p = next(ds.rglob("scene_camera.json"))
+    cams = json.loads(p.read_text())
+    for c in cams.values():
+        c["cam_K"][0] *= 0.1
+        c["cam_K"][4] *= 0.1
+    p.write_text(json.dumps(cams))
+    rc = main(["eval", "--bop", str(ds), "--estimator", "coop", "--mode", "rgbd",
+               "--hypotheses", "1", "--coarse-only", "--no-vsd", "--quiet",
+               "--template-cache", str(tmp_path / "tpl")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "without an estimate (1 of 1" in out, out[-1500:]
+    assert "bad_input: camera_info fx" in out and "field of view" in out, out[-1500:]
