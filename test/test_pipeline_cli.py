@@ -227,7 +227,7 @@ def test_estimate_inputs_parsed_with_messages(box_files, tmp_path, capsys):
     for v in ("nan", "0", "-1", "inf"):
         assert main(args + ["--depth-scale", v]) == 1
         err = capsys.readouterr().err
-        assert f"--depth-scale must be a finite number > 0" in err and "Traceback" not in err
+        assert "--depth-scale must be a finite number > 0" in err and "Traceback" not in err
     # a box starting with a negative number needs no '=' (parsed: the next check speaks)
     assert main(_set(args, "--box", "-30,10,50,60") + ["--depth-scale", "-1"]) == 1
     err = capsys.readouterr().err
