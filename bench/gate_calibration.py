@@ -1,7 +1,7 @@
 """Calibration of the plausibility gate (coop_ros/pipeline/gate.py) on the real frames.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/gate_calibration.py [--real ../shared/real]
-        [--stride 8] [--hypotheses 5] [--no-estimates] [--json out/gate_calibration.json]
+        [--stride 8] [--configs 0,1,5] [--no-estimates] [--json out/gate_calibration.json]
 
 1. **Ground truth.** Every valid GT instance of LM-O dev (all 96 images, RGB: the front and box
    checks, with the visible GT box as the detection, as ``coop-ros eval`` uses it) and of the
@@ -11,8 +11,9 @@
 2. **Along the view ray.** The GT poses moved along their view ray (distance x k): the
    smallest and largest k the gate still passes for each target -- RGB depth is uncertain, so a
    pose 10-20 % off in distance must pass; 100x too far or a few mm from the camera must not.
-3. **Estimates.** The pipeline (weight-free, ``--hypotheses``) on LM-O dev (every ``--stride``-th
-   image, as ``bench/eval_real.py --stride``) and on the RGB-D frames: every result the gate
+3. **Estimates.** The pipeline (weight-free; ``--configs``: hypotheses per configuration, 0 =
+   coarse only, as ``bench/eval_real.py``'s rows) on LM-O dev (every ``--stride``-th image, as
+   ``bench/eval_real.py --stride``) and on the RGB-D frames: every result the gate
    refuses, with its error against the GT (MSSD / diameter, MSPD px; "counted" = it would add to
    the AR: MSSD < 0.5 diameter or MSPD < 50 px x W / 640), the gate's numbers at the accepted
    estimates, and AR with the gate and without it (the refused results' poses put back: what the
@@ -120,7 +121,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default=str(ROOT.parent / "shared" / "real"))
     ap.add_argument("--stride", type=int, default=8)
-    ap.add_argument("--hypotheses", type=int, default=5)
+    ap.add_argument("--configs", default="5",
+                    help="hypotheses per configuration, comma-separated; 0 = coarse only")
     ap.add_argument("--no-estimates", action="store_true", help="GT sections only")
     ap.add_argument("--template-cache", default=None)
     ap.add_argument("--json", default=None)
@@ -199,8 +201,9 @@ def main() -> int:
 
     # ---------------------------------------------------------------- 3: estimates
     est_rows = []
-    for name, mode in sets:
+    for name, mode, hyps in [(n, m, int(h)) for n, m in sets for h in args.configs.split(",")]:
         est = ests[name]
+        label = "coarse only" if hyps == 0 else f"{hyps} hypotheses"
         ds_all = None
         gated, ungated = [], []
         for ds, fr, info in _frames(real / name, args.stride if name == LMO else 1):
@@ -210,20 +213,21 @@ def main() -> int:
                 continue
             dets = [Detection(fr.gt[gi].obj_id, box) for gi, box in tg]
             res = est.estimate(fr.rgb, fr.K, dets, depth=fr.depth if mode == "rgbd" else None,
-                               mode=mode, num_hypotheses=args.hypotheses)
+                               mode=mode, num_hypotheses=max(hyps, 1), coarse_only=hyps == 0)
             for (gi, box), r in zip(tg, res):
                 g = fr.gt[gi]
                 refused = r.reason_code is Reason.IMPLAUSIBLE_POSE
                 T = r.T_cam_obj if r.ok else (r.hypotheses[0].T if refused else None)
                 if T is None:
-                    est_rows.append(dict(data=name, mode=mode, im=fr.im_id, obj=g.obj_id,
-                                         status=r.status, reason=r.reason))
+                    est_rows.append(dict(data=name, mode=mode, config=label, im=fr.im_id,
+                                         obj=g.obj_id, status=r.status, reason=r.reason))
                     continue
                 obj = est.object_model(g.obj_id)
                 e_s, e_p, counted = _errors(ds, obj, T, g.T_cam_obj, fr.K, fr.width)
                 rep = _check(est, g.obj_id, T, fr, box, mode)
-                est_rows.append(dict(data=name, mode=mode, im=fr.im_id, obj=g.obj_id,
-                                     status=r.status, refused=refused, reason=r.reason,
+                est_rows.append(dict(data=name, mode=mode, config=label, im=fr.im_id,
+                                     obj=g.obj_id, status=r.status, refused=refused,
+                                     reason=r.reason,
                                      mssd_rel=e_s, mspd_px=e_p, counted=counted,
                                      visib=float(info[gi].visib_fract), **rep.numbers))
                 e = Estimate(fr.scene_id, fr.im_id, int(g.obj_id), float(r.score), T)
@@ -235,9 +239,9 @@ def main() -> int:
         kw = dict(progress=False, compute_vsd=mode == "rgbd")
         ar_before = evaluate(ds_all, estimates=ungated, **kw).ar
         ar_after = evaluate(ds_all, estimates=gated, **kw).ar
-        rows = [r for r in est_rows if r["data"] == name]
+        rows = [r for r in est_rows if r["data"] == name and r["config"] == label]
         ref = [r for r in rows if r.get("refused")]
-        print(f"\n{name} ({mode}, {args.hypotheses} hypotheses"
+        print(f"\n{name} ({mode}, {label}"
               f"{f', every {args.stride}th image' if name == LMO else ''}): {len(rows)} results, "
               f"refused by the gate {len(ref)}, of them counted in the AR (MSSD < 0.5 d or "
               f"MSPD < 50 px): {sum(r['counted'] for r in ref)}; AR without the gate "
@@ -245,11 +249,12 @@ def main() -> int:
         for r in ref:
             print(f"  refused im {r['im']} obj {r['obj']} visib {r['visib']:.2f}: MSSD "
                   f"{r['mssd_rel']:.2f} d, MSPD {r['mspd_px']:.0f} px: {r['reason'][:220]}")
-        out.setdefault("ar", {})[name] = {"without_gate": ar_before, "with_gate": ar_after,
+        out.setdefault("ar", {})[f"{name} {label}"] = {"without_gate": ar_before, "with_gate": ar_after,
                                           "results": len(rows), "refused": len(ref),
                                           "refused_counted": sum(r["counted"] for r in ref)}
         acc = [r for r in rows if r.get("status") == "ok" and r.get("counted")]
-        _print_summary(f"Gate numbers at the accepted estimates counted in the AR ({name})",
+        _print_summary(f"Gate numbers at the accepted estimates counted in the AR ({name}, "
+                       f"{label})",
                        _summary(acc, DEFAULT_LIMITS), DEFAULT_LIMITS)
     out["estimates"] = est_rows
     print(f"\nwall time {time.monotonic() - t_start:.0f} s")
