@@ -140,16 +140,17 @@ def check_pose(T, points, K, image_size, box_xywh, diameter: float,
     near = float(P[:, 2].min())
     zc = float(np.median(P[:, 2]))
     num.update(near_m=near, z_m=zc)
-    if near < lim.min_near_m:
-        return GateReport(False, "front", (
-            f"the object is not in front of the camera: its points at z {zc * 1000:.3g} mm "
-            f"(median), the nearest at {near * 1000:.3g} mm (at least {lim.min_near_m * 1000:.0f}"
-            " mm in front): mesh in metres declared as millimetres, or a box far larger than "
-            "the object?"), num)
     if zc > lim.max_range_m:
         return GateReport(False, "front", (
             f"the object is {zc:.4g} m from the camera (at most {lim.max_range_m:g} m): mesh in "
             f"millimetres declared as metres (diameter {diameter:.4g} m)?"), num)
+    if near < lim.min_near_m:
+        why = ("depth scale x0.1, a mesh in metres declared as millimetres, or a box far larger "
+               "than the object?")
+        return GateReport(False, "front", (
+            f"the object is not in front of the camera: its points at z {zc * 1000:.3g} mm "
+            f"(median), the nearest at {near * 1000:.3g} mm (at least {lim.min_near_m * 1000:.0f}"
+            f" mm in front; diameter {diameter * 1000:.3g} mm): {why}"), num)
 
     # ---- projected box vs detection box
     uv = P[:, :2] / P[:, 2:3] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
