@@ -244,7 +244,7 @@ class NodeDiagnostics:
         window, frame period [s] or None) over the last LOAD_WINDOW_S seconds, from snapshots of
         the node's counters taken at every call."""
         hist = self.__dict__.setdefault("_load_hist", deque(maxlen=10000))
-        snap = (now, self._sync.matched, self._slot.dropped, self.detections_total,
+        snap = (now, self.frames_matched_total, self._slot.dropped, self.detections_total,
                 self.detections_budget_skipped)
         hist.append(snap)
         while len(hist) > 2 and now - hist[1][0] >= LOAD_WINDOW_S:

@@ -113,6 +113,7 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         # queueing included, on its own clock (the stamp latency needs synchronised clocks)
         self.latency_log = deque(maxlen=1000)
         self.match_times = deque(maxlen=1000)  # monotonic times frames were matched
+        self.frames_matched_total = 0          # frames matched (the sync is rebuilt on changes)
         self.frames_stale = 0
         self.last_error = ""
         self.last_error_time = 0.0
@@ -256,6 +257,7 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         if matched is not None:
             self._last_match = now
             self.match_times.append(now)
+            self.frames_matched_total += 1
             matched["t_recv"] = now
             self._slot.put(matched)
 
