@@ -126,6 +126,11 @@ def test_node_isolates_bad_detections_refuses_implausible_poses_and_reports_over
         assert "shared-memory segment" in st.message and "qos.image.reliability" in st.message
         poses, est = answer(send())               # images again: served
         assert _status(est)[0][0] == OK
+        # ... and the detections that never got their image are counted and reported
+        st = node.diagnostics_status()
+        assert "detection messages in the last 30 s dropped without their image" in st.message
+        vals = {kv.key: kv.value for kv in st.values}
+        assert int(vals["detections_without_image"]) >= 5, vals
 
         # 6. overload: 30 Hz x 12 detections for 2 s (2 estimated per frame, no time budget)
         #    -> /diagnostics WARN / ERROR naming the share of frames dropped (before: OK)

@@ -187,6 +187,17 @@ class NodeDiagnostics:
                 f"{'ever' if det_last is None else f'{now - det_last:.1f} s'} while images "
                 "arrive: nothing to estimate")
             self.get_logger().warning(msgs[-1], throttle_duration_sec=5.0)
+        lost = sum(n for t, n in list(self.detections_unmatched) if now - t <= LOAD_WINDOW_S)
+        if lost:
+            names = "image" + (" or depth" if cfg.mode == "rgbd" else "")
+            add(DiagnosticStatus.WARN,
+                f"{lost} detection messages in the last {LOAD_WINDOW_S:.0f} s dropped without "
+                f"their {names} (on '{self.resolve_topic_name('image')}'"
+                + (f" / '{self.resolve_topic_name('depth')}'" if cfg.mode == "rgbd" else "")
+                + f"; {self.rates['detections'].total} detection messages, "
+                f"{self.rates['image'].total} images so far): those frames are lost or late in "
+                f"transport; {LOST_HINT}")
+            self.get_logger().warning(msgs[-1], throttle_duration_sec=10.0)
         recent = [m for m in list(self._sync.mismatches) if m.t is not None and now - m.t < 10.0]
         if recent and self._sync_stalled(now):
             add(DiagnosticStatus.WARN, self._mismatch_text(recent[-1]))
@@ -220,6 +231,7 @@ class NodeDiagnostics:
             "detections_skipped": str(self.detections_skipped),
             "sync_dropped": str(sum(self._sync.dropped.values())),
             "sync_unmatched": str(self._sync.unmatchable),
+            "detections_without_image": str(sum(n for _, n in list(self.detections_unmatched))),
             "messages_lost": ", ".join(f"{k} {v}" for k, v in self.messages_lost.items()),
             # first -> last input of a frame arriving, worst of the last 100 frames
             "sync_wait_max [ms]": f"{wait[0] * 1e3:.0f} ({wait[1]} last)" if wait else "",

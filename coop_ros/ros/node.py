@@ -114,6 +114,7 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self.latency_log = deque(maxlen=1000)
         self.match_times = deque(maxlen=1000)  # monotonic times frames were matched
         self.frames_matched_total = 0          # frames matched (the sync is rebuilt on changes)
+        self.detections_unmatched = deque(maxlen=1000)   # (time, n) detections dropped unmatched
         self.frames_stale = 0
         self.last_error = ""
         self.last_error_time = 0.0
@@ -250,10 +251,14 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
             if name not in self._sync.names:   # depth in rgb mode: counted, not synchronised
                 return
             n_before = self._sync.unmatchable
+            d_before = self._sync.dropped.get("detections", 0)
             matched = self._sync.add(name, conv.stamp_ns(msg.header), msg, now)
             mism = self._sync.mismatches[-1] if self._sync.unmatchable > n_before else None
+            d_lost = self._sync.dropped.get("detections", 0) - d_before
         if mism is not None and self._sync_stalled(now):
             self.get_logger().warning(self._mismatch_text(mism), throttle_duration_sec=5.0)
+        if d_lost > 0:   # detections whose image (or depth) never came: lost or late in transport
+            self.detections_unmatched.append((now, d_lost))
         if matched is not None:
             self._last_match = now
             self.match_times.append(now)
