@@ -137,7 +137,7 @@ def _rgbd_targets(real: Path) -> list[tuple]:
         for k in ds.images():
             fr = ds.frame(*k)
             info = fr.gt_info or compute_gt_info(fr, ds)
-            out += [(ds, d, fr, j, info[j].bbox_visib) for j, g in enumerate(fr.gt)
+            out += [(ds, d, fr, j, info[j].detection_box()) for j, g in enumerate(fr.gt)
                     if ds.has_model(g.obj_id) and info[j].visib_fract >= 0.5]
     return out
 
@@ -164,7 +164,7 @@ def _keep_rows(real: Path, args) -> list[dict]:
         inst = [(k, j) for k in sorted(frames) for j, gi in enumerate(frames[k].gt_info)
                 if gi.visib_fract >= 0.5 and ds.has_model(frames[k].gt[j].obj_id)]
         for k, j in inst[::max(len(inst) // 30, 1)][:30]:
-            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib,
+            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].detection_box(),
                           KEEP_STARTS["rgb"]))
     cases += [(ds, d, "rgbd", fr, j, box, KEEP_STARTS["rgbd"])
               for ds, d, fr, j, box in _rgbd_targets(real)]
@@ -289,7 +289,7 @@ def _landscape_rows(real: Path, args) -> list[dict]:
         ds = _dataset(real / LMO)
         for k in sorted(ds.images())[::max(args.stride, 1)]:
             fr = ds.frame(*k)
-            cases += [(ds, LMO, "rgb", fr, j, gi.bbox_visib) for j, gi in enumerate(fr.gt_info)
+            cases += [(ds, LMO, "rgb", fr, j, gi.detection_box()) for j, gi in enumerate(fr.gt_info)
                       if gi.visib_fract >= 0.5 and ds.has_model(fr.gt[j].obj_id)]
     cases += [(ds, d, "rgbd", fr, j, box) for ds, d, fr, j, box in _rgbd_targets(real)]
     ests: dict = {}

@@ -71,7 +71,7 @@ def box_files(tmp_path_factory):
     cam = {"cam_K": f.K.reshape(-1).tolist(), "depth_scale": 0.1, "width": f.width,
            "height": f.height}
     (root / "camera.json").write_text(json.dumps(cam))
-    box = ",".join(f"{v:.1f}" for v in f.gt_info[0].bbox_visib)
+    box = ",".join(f"{v:.1f}" for v in f.gt_info[0].detection_box())
     return root, box
 
 

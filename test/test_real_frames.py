@@ -42,7 +42,7 @@ def _rgbd_case(shared_real, case):
     info = compute_gt_info(fr, ds)
     tg = ds.targets()[0]
     j = next(k for k, g in enumerate(fr.gt) if g.obj_id == tg.obj_id)
-    return ds, fr, fr.gt[j], info[j].bbox_visib
+    return ds, fr, fr.gt[j], info[j].detection_box()
 
 
 @pytest.mark.parametrize("case", RGBD)
@@ -112,7 +112,7 @@ def test_real_lmo_rgb_refinement_improves_on_coarse(shared_real, estimator):
                     estimator.add_object(tg.obj_id, ds.object(tg.obj_id))
                 obj, d = ds.object(tg.obj_id), ds.diameter(tg.obj_id)
                 for gi in valid_gt_indices(fr, tg):
-                    box = tuple(map(float, fr.gt_info[gi].bbox_visib))
+                    box = fr.gt_info[gi].detection_box()
                     r = estimator.estimate(fr.rgb, fr.K, [Detection(tg.obj_id, box)], mode="rgb",
                                            num_hypotheses=1)[0]
                     assert r.ok, r.reason

@@ -74,7 +74,8 @@ def _pose_estimator(args, estimator):
 
 def _detections(frame, targets, gt_box: str):
     """(detections, GT indices, NoEstimates) of a frame's targets: the GT box of every valid GT
-    instance (``gt_box`` "visib" or "obj"; the other when it is empty)."""
+    instance as a detection (:meth:`~coop_ros.bop.dataset.GtInfo.detection_box`, ``gt_box``
+    "visib" or "obj")."""
     from coop_ros.bop.dataset import NoEstimate, valid_gt_indices
     from coop_ros.pipeline.estimator import Detection
     dets, gis, out = [], [], []
@@ -85,15 +86,13 @@ def _detections(frame, targets, gt_box: str):
                 out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
                                       "no detection box: no GT info for this instance"))
                 continue
-            b = info.bbox_visib if gt_box == "visib" else info.bbox_obj
-            if b[2] <= 1 or b[3] <= 1:
-                b = info.bbox_obj
-            if b[2] <= 1 or b[3] <= 1:
+            b = info.detection_box(gt_box)
+            if b is None:
                 out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
                                       f"no detection box: GT boxes {info.bbox_visib.tolist()}"
                                       f" / {info.bbox_obj.tolist()} are empty (not in view)"))
                 continue
-            dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
+            dets.append(Detection(tg.obj_id, b))
             gis.append(gi)
     return dets, gis, out
 

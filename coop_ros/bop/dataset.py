@@ -100,6 +100,25 @@ class GtInfo:
     px_count_valid: int
     px_count_visib: int
 
+    def detection_box(self, kind: str = "visib") -> tuple | None:
+        """The GT box as a detection: ``(x, y, w + 1, h + 1)`` floats [px], or None when both
+        boxes are empty (the instance is out of view).
+
+        BOP boxes span their pixels' centres (``w = x_max - x_min``, bop_toolkit's
+        ``calc_2d_bbox``); detections, like detectors' boxes, span the pixels themselves
+        (``w = x_max - x_min + 1``: pixels x .. x + w - 1, :func:`coop_ros.geometry.camera.make_crop`),
+        so the size of an object fills its box exactly. ``kind``: "visib" (``bbox_visib``, the
+        visible part, BOP19's detections) or "obj" (``bbox_obj``, the full silhouette); an empty
+        visible box (w or h <= 1) falls back to ``bbox_obj``."""
+        if kind not in ("visib", "obj"):
+            raise InputError(f"kind must be 'visib' or 'obj', got {kind!r}")
+        b = self.bbox_visib if kind == "visib" else self.bbox_obj
+        if b[2] <= 1 or b[3] <= 1:
+            b = self.bbox_obj
+        if b[2] <= 1 or b[3] <= 1:
+            return None
+        return (float(b[0]), float(b[1]), float(b[2]) + 1.0, float(b[3]) + 1.0)
+
 
 @dataclass
 class NoEstimate:
