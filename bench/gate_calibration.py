@@ -41,12 +41,18 @@ NUMS = ("near_m", "small", "large", "cover", "agree", "farther_of_unoccluded")
 
 
 def _targets(ds, frame, info):
-    """[(gt index, box)] of a frame's valid GT instances with the adapter's detection box."""
+    """[(gt index, box)] of a frame's valid GT instances with the adapter's detection box
+    (``GtInfo.detection_box`` where the dataset reader has it: BOP's box + 1 px)."""
     from coop_ros.bop.dataset import valid_gt_indices
     out = []
     for tg in [t for t in ds.targets() if (t.scene_id, t.im_id) == (frame.scene_id,
                                                                    frame.im_id)]:
         for gi in valid_gt_indices(frame, tg):
+            if hasattr(info[gi], "detection_box"):     # the adapter's box (pixels spanned)
+                b = info[gi].detection_box("visib")
+                if b is not None:
+                    out.append((gi, b))
+                continue
             b = info[gi].bbox_visib
             if b[2] <= 1 or b[3] <= 1:
                 b = info[gi].bbox_obj

@@ -258,7 +258,8 @@ class PoseResult:
     when the object was registered before -- ``PoseEstimator.add_object`` returns that time),
     "crop", "coarse", "refine" (all hypotheses), "refine_iter_<k>" (k-th refine iteration summed
     over hypotheses; RGB: the last one is the depth check, RGB-D: the last one is the ICP),
-    "selection", "total".
+    "selection", "gate" (the plausibility gate, :mod:`coop_ros.pipeline.gate`; included in
+    "total"), "total".
     mode: "rgb" or "rgbd".
     """
 
