@@ -195,8 +195,8 @@ def test_estimate_refuses_what_the_measurements_contradict(shared_real, tmp_path
     rc, out, err = run(_set(base, "--mesh", str(tmp_path / "cat_m.ply")))
     assert "--units mm" in err and rc == 1 and out is None, err
     assert "the mesh too small (units mm for a mesh in metres?)" in err, err   # RGB-D: no pose
-    rc, out, err = run(_set(base, "--mesh", str(tmp_path / "cat_m.ply")) + ["--mode", "rgb"])
-    assert rc == 1 and out["reason"].startswith("implausible_pose: front:"), out
+    # (in RGB that pose, ~1 mm from the camera, fails the gate's front check:
+    # test_estimate_box_far_larger_than_the_image_is_answered, test_pipeline_gate.py)
 
 
 def test_estimate_inputs_parsed_with_messages(box_files, tmp_path, capsys):
