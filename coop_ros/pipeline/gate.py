@@ -96,14 +96,9 @@ class GateReport:
 
 def hull_points(obj, max_points: int = 4000) -> np.ndarray:
     """(N, 3) float64 points [m] whose projections bound the object's silhouette: the convex
-    hull's vertices of ``obj`` (an :class:`~coop_ros.objects.ObjectModel`), at most
+    hull's vertices of ``obj`` (:attr:`~coop_ros.objects.ObjectModel.hull_points`), at most
     ``max_points`` of them (evenly subsampled above)."""
-    v = np.asarray(obj.vertices, np.float64)
-    try:
-        from scipy.spatial import ConvexHull
-        pts = v[ConvexHull(v).vertices]
-    except Exception:  # noqa: BLE001 -- flat / degenerate meshes: qhull needs a 3D hull
-        pts = v
+    pts = np.asarray(obj.hull_points, np.float64)   # cached on the model
     if len(pts) > max_points:
         pts = pts[np.linspace(0, len(pts) - 1, max_points).astype(int)]
     return pts
