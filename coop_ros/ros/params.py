@@ -165,10 +165,10 @@ TABLE: tuple[Param, ...] = (
           lo=0, hi=50, **_RT),
     Param("rgbd_refine_iterations", 2, "int", "RGB-D refinement iterations per hypothesis",
           lo=0, hi=50, **_RT),
-    Param("box_sigma", 0.016, "float", "how exactly the detector's boxes fit the objects' "
-          "visible parts: the side error the image evidence's box fit allows, as a fraction of "
-          "the box's long side (0.016: calibrated with exact boxes; a detector whose box sides "
-          "err by ~5 % should set 0.05)", lo=0.001, hi=1.0, **_RT),
+    Param("box_sigma", 0.016, "float", "the side error of the detection boxes the image "
+          "evidence's box fit allows, as a fraction of the box's long side (Cauchy per side, so "
+          "one bad side costs little; 0.016 also stayed best with box sides off by 3-8 %, see "
+          "README)", lo=0.001, hi=1.0, **_RT),
     Param("min_score", 0.0, "float", "estimates with a lower selection score are reported as "
           "failed (`low_score`)", lo=0.0, hi=1.0, **_RT),
     Param("max_detections", 20, "int", "detections estimated per frame, highest detector "
