@@ -95,12 +95,14 @@ def test_vsd_rendered_gt_far_and_symmetry(ds, renderer):
     assert 0 < e5[0] < 0.06 and np.ptp(e5) == 0
     assert e10[0] > 0.95 and 0 < e10[1] < 0.06 and np.ptp(e10[1:]) == 0
     # VSD is symmetry invariant without a min over symmetries: a rotation of the 32-sided
-    # cylinder about its axis by 2 pi / 32 gives exactly 0; the same rotation of the box does not
+    # cylinder about its axis by 2 pi / 32 renders the same surface (0 here; the rotated vertices
+    # differ in their last bits, so another CPU's rasteriser may flip a few edge pixels of the
+    # ~3000-pixel union: <= 0.002); the same rotation of the box costs > 0.1
     Rz = rotvec_to_matrix(np.array([0, 0, 2 * np.pi / 32]))
     Tc, Tb = T_cyl.copy(), T_box.copy()
     Tc[:3, :3] = T_cyl[:3, :3] @ Rz
     Tb[:3, :3] = T_box[:3, :3] @ Rz
-    np.testing.assert_array_equal(vsd(f.depth, f.K, Tc, T_cyl, renderer, kc, CYL_D), 0.0)
+    assert vsd(f.depth, f.K, Tc, T_cyl, renderer, kc, CYL_D).max() <= 0.002
     assert vsd(f.depth, f.K, Tb, T_box, renderer, kb, BOX_D).min() > 0.1
 
 
