@@ -49,7 +49,7 @@ def camera_qos_params() -> dict:
 def synth_box_scene(root: Path) -> Path:
     """One synthetic RGB-D frame with one textured box (obj 1) under ``root / 'scene'``, and a
     node parameter file ``root / 'node.yaml'`` for it (template cache under ``root``)."""
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     if not (root / "scene" / "dataset.json").is_file():
         generate_dataset(root / "scene", objects=["textured_box"], n_scenes=1,
                          images_per_scene=1, seed=3, objects_per_image=(1, 1),
@@ -99,7 +99,7 @@ def plain_box_frame(renderer, seed: int = 3):
     import numpy as np
     import trimesh
 
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
     from coop_ros.geometry.se3 import make_pose, random_rotation
     from coop_ros.objects import ObjectModel
     from coop_ros.render.renderer import Light

@@ -95,7 +95,7 @@ def test_shipped_demo_objects_load_and_match_the_demo_scene(tmp_path):
     vertex colours within one level."""
     import cv2
 
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     from coop_ros.ros.params import NodeConfig
     cfg = NodeConfig.from_flat({"objects_file": str(REPO / "config" / "demo_objects.yaml")})
     assert [(o.name, o.class_id) for o in cfg.objects] == [("textured_box", "1"), ("can", "2")]

@@ -21,7 +21,7 @@ from coop_ros.ros.params import ConfigError, NodeConfig  # noqa: E402
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     root = tmp_path_factory.mktemp("ros_bad")
     generate_dataset(root / "scene", objects=["textured_box"], n_scenes=1, images_per_scene=1,
                      seed=3, objects_per_image=(1, 1), distractors=(0, 0), progress=False)

@@ -37,7 +37,7 @@ def _T(pose) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     root = tmp_path_factory.mktemp("ros_scene")
     generate_dataset(root / "scene", objects=["textured_box", "can"], n_scenes=1,
                      images_per_scene=2, seed=3, objects_per_image=(2, 2), distractors=(0, 1),

@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     d = tmp_path_factory.mktemp("trainds")
     generate_dataset(d / "ds", ["textured_box", "mug"], n_scenes=1, images_per_scene=3,
                      width=320, height=240, objects_per_image=(1, 2), distractors=(0, 1),
