@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coop_ros.bop import evaluate as ev
-from coop_ros.bop.dataset import BopDataset, Estimate, read_results_csv
+from coop_ros.bop.dataset import BopDataset, Estimate, read_results_csv, valid_gt_indices
 from coop_ros.bop.vsd import (depth_im_to_dist_im, estimate_visib_mask_est,
                               estimate_visib_mask_gt, vsd, vsd_from_depths)
 from coop_ros.cli import main
@@ -153,7 +153,7 @@ def test_lateral_translation_mspd_matches_px_thresholds(ds):
     Thresholds for a 320 px wide image: 2.5, 5, ..., 25 px -> 6 of 10 above 10.5 px."""
     def lateral(frame, targets):
         return [Estimate(frame.scene_id, frame.im_id, t.obj_id, 1.0,
-                         _shift(frame.gt[ev.valid_gt_indices(frame, t)[0]].T_cam_obj,
+                         _shift(frame.gt[valid_gt_indices(frame, t)[0]].T_cam_obj,
                                 [0.0126, 0, 0])) for t in targets]
     rep = ev.evaluate(ds, lateral, max_targets=1, progress=False)
     assert rep.n_targets == 1 and rep.targets[0].obj_id == 1
@@ -235,7 +235,7 @@ def test_greedy_matching_of_several_instances(bop_root, tmp_path):
     assert [t.gt_idx for t in r.targets] == [0, 2]
     assert r.ar_mssd == pytest.approx((9 + 10) / 20, abs=1e-12)
     with pytest.raises(InputError, match="has no GT pose"):
-        ev.valid_gt_indices(ds.frame(1, 1), ev.Target(1, 1, 5, 1))
+        valid_gt_indices(ds.frame(1, 1), ev.Target(1, 1, 5, 1))
 
 
 def test_registry_and_plugin_hooks():

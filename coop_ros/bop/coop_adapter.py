@@ -37,8 +37,7 @@ def make_estimator(args, dataset, records: list | None = None, estimator=None):
     :func:`add_args`; ``records``, when given, receives (PoseResult, T_gt (4, 4)) per detection
     (covariance checks); ``estimator``: a :class:`PoseEstimator` to use (its templates kept
     between calls) instead of one built from ``args``."""
-    from coop_ros.bop.dataset import Estimate, NoEstimate
-    from coop_ros.bop.evaluate import valid_gt_indices
+    from coop_ros.bop.dataset import Estimate, NoEstimate, valid_gt_indices
     from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
     est = estimator
     if est is None:

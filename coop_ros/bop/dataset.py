@@ -43,7 +43,7 @@ from coop_ros.geometry.se3 import check_pose, make_pose
 
 __all__ = [
     "Target", "GtPose", "GtInfo", "BopFrame", "BopDataset", "Estimate", "NoEstimate",
-    "compute_gt_info",
+    "compute_gt_info", "valid_gt_indices",
     "write_results_csv", "read_results_csv", "RESULTS_HEADER",
 ]
 
@@ -597,6 +597,20 @@ class BopDataset:
     def __repr__(self) -> str:
         return (f"BopDataset({str(self.root)!r}, split={self.split!r}, layout={self.layout!r}, "
                 f"scenes={len(self._scenes)})")
+
+
+def valid_gt_indices(frame: BopFrame, target: Target) -> list[int]:
+    """Indices (into ``frame.gt``) of the GT instances a target asks for: its ``inst_count`` most
+    visible instances of ``target.obj_id`` (BOP19 with ``visib_gt_min = -1``), sorted.
+
+    Raises InputError when the image has no GT instance of the object."""
+    ids = frame.gt_indices(target.obj_id)
+    if not ids:
+        raise InputError(f"target {target} names object {target.obj_id}, which has no GT pose in "
+                         f"scene {frame.scene_id} image {frame.im_id}")
+    if frame.gt_info:
+        ids = sorted(ids, key=lambda i: -frame.gt_info[i].visib_fract)  # stable: file order ties
+    return sorted(ids[:max(0, target.inst_count)])
 
 
 # --------------------------------------------------------------------------- results CSV

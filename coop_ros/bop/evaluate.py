@@ -46,15 +46,15 @@ import numpy as np
 
 from coop_ros.bop import coop_adapter, metrics
 from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, NoEstimate, Target,
-                                  compute_gt_info, read_results_csv, write_results_csv)
+                                  compute_gt_info, read_results_csv, valid_gt_indices,
+                                  write_results_csv)
 from coop_ros.bop.vsd import VSD_DELTA, VSD_TAUS, VSD_THETAS, vsd
 from coop_ros.errors import InputError
 from coop_ros.geometry.se3 import check_pose, perturb_pose
 
 __all__ = [
     "Estimate", "Target", "EstimatorFn", "EstimatorSpec", "ESTIMATORS", "ESTIMATOR_PLUGINS",
-    "register_estimator", "get_estimator", "load_estimator_plugins", "valid_gt_indices",
-    "gt_estimator", "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
+    "register_estimator", "get_estimator", "load_estimator_plugins", "gt_estimator", "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
     "configure_parser", "run",
 ]
 
@@ -165,20 +165,6 @@ def get_estimator(name: str) -> EstimatorSpec:
 
 
 # --------------------------------------------------------------------------- built-ins
-
-def valid_gt_indices(frame: BopFrame, target: Target) -> list[int]:
-    """Indices (into ``frame.gt``) of the GT instances a target asks for: its ``inst_count`` most
-    visible instances of ``target.obj_id`` (BOP19 with ``visib_gt_min = -1``), sorted.
-
-    Raises InputError when the image has no GT instance of the object."""
-    ids = frame.gt_indices(target.obj_id)
-    if not ids:
-        raise InputError(f"target {target} names object {target.obj_id}, which has no GT pose in "
-                         f"scene {frame.scene_id} image {frame.im_id}")
-    if frame.gt_info:
-        ids = sorted(ids, key=lambda i: -frame.gt_info[i].visib_fract)  # stable: file order ties
-    return sorted(ids[:max(0, target.inst_count)])
-
 
 def gt_estimator(frame: BopFrame, targets: list[Target]) -> list[Estimate]:
     """Returns the GT poses of the targets' valid instances (score 1): AR must be 1.0."""
