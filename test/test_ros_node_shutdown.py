@@ -23,19 +23,14 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from conftest import box_node_overrides, node_params_file, synth_box_scene  # noqa: E402
-
-#: every test here measures wall-clock limits (see test/conftest.py)
-pytestmark = pytest.mark.serial
+from conftest import box_node_overrides, node_params_file  # noqa: E402
 
 STAMP0 = 1_750_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ros_load")
-    synth_box_scene(root)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 def _frame(root):
@@ -91,6 +86,7 @@ def _wait_busy(rep, diags, msgs, timeout=120):
     return False
 
 
+@pytest.mark.serial                   # wall-clock limits: run alone (see test/conftest.py)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -130,6 +126,7 @@ def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
         assert bad not in text, text[-3000:]
 
 
+@pytest.mark.serial
 def test_500_detections_answered_within_budget_and_next_frame_served(scene):
     from rclpy.parameter import Parameter
 
@@ -217,6 +214,7 @@ def test_max_detections_keeps_the_highest_scores(scene):
     assert sorted(d.id for d in poses.detections) == ["box_1", "box_3"]
 
 
+@pytest.mark.serial
 def test_destroy_node_during_a_long_frame_returns_within_1s(scene):
     from coop_ros.ros.node import CoopNode
     from coop_ros.ros.replay import Replayer, Spinner
