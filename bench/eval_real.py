@@ -1,7 +1,7 @@
 """The real-data benchmark: one table from the real frames with ground truth in ../shared/real.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/eval_real.py [--real ../shared/real] [--stride 1]
-        [--jobs 1] [--sections lmo,rgbd,keep[,landscape]] [--no-fpfh] [--json out/eval_real.json]
+        [--jobs 1] [--sections lmo,rgbd,keep,judge[,landscape]] [--no-fpfh] [--json out/eval_real.json]
 
 1. LM-O dev (``lmo_rgb_dev``: 96 real Kinect images, 691 targets, RGB only): the pipeline with
    the GT visible boxes as detections, coarse only / 1 / 5 hypotheses, exactly as
@@ -31,6 +31,11 @@
    scores best (a systematic offset between the GT and the photo shows there). For the RGB-D
    frames also where the depth alone puts the object: point-to-plane ICP
    (:func:`coop_ros.pipeline.icp.icp_point_to_plane`, 30 steps) started at the GT.
+5. ``--sections judge``: the judge on LM-O dev, RGB (all targets, or every ``--stride``-th
+   image): AR* of the GT perturbed by 5 deg / 10 mm (``coop-ros eval --estimator perturbed``,
+   seed 0), of ``refine_pose`` from the GT and from those very poses (``--estimator coop-refine
+   --start gt | perturbed``), overall and per visib_fract bin (< 0.5, 0.5-0.8, >= 0.8). The
+   refined poses should score at least what the poses they start from score.
 
 Times are seconds per target (the estimator's wall time per image / its targets, templates
 loaded from the disk cache); with ``--jobs N`` N configurations run at once in separate
@@ -97,6 +102,9 @@ def _row(rep, data: str, mode: str, method: str) -> dict:
     return {"data": data, "mode": mode, "method": method, "n": rep.n_targets,
             "ar_vsd": rep.ar_vsd, "ar_mssd": rep.ar_mssd, "ar_mspd": rep.ar_mspd, "ar": rep.ar,
             "ar_def": rep.ar_definition, "s_per_target": rep.mean_time_per_target,
+            "ar_best_of_hypotheses": rep.ar_best_of_hypotheses,
+            "ar_mssd_best_coarse": rep.ar_mssd_best_coarse,
+            "by_visibility": rep.by_visibility(),
             "per_object": {str(k): v for k, v in rep.per_object().items()},
             "missing": [f"{t.obj_id}: {t.reason}" for t in rep.targets if not t.has_estimate]}
 
@@ -129,7 +137,7 @@ def _rgbd_targets(real: Path) -> list[tuple]:
         for k in ds.images():
             fr = ds.frame(*k)
             info = fr.gt_info or compute_gt_info(fr, ds)
-            out += [(ds, d, fr, j, info[j].bbox_visib) for j, g in enumerate(fr.gt)
+            out += [(ds, d, fr, j, info[j].detection_box()) for j, g in enumerate(fr.gt)
                     if ds.has_model(g.obj_id) and info[j].visib_fract >= 0.5]
     return out
 
@@ -156,7 +164,7 @@ def _keep_rows(real: Path, args) -> list[dict]:
         inst = [(k, j) for k in sorted(frames) for j, gi in enumerate(frames[k].gt_info)
                 if gi.visib_fract >= 0.5 and ds.has_model(frames[k].gt[j].obj_id)]
         for k, j in inst[::max(len(inst) // 30, 1)][:30]:
-            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].bbox_visib,
+            cases.append((ds, LMO, "rgb", frames[k], j, frames[k].gt_info[j].detection_box(),
                           KEEP_STARTS["rgb"]))
     cases += [(ds, d, "rgbd", fr, j, box, KEEP_STARTS["rgbd"])
               for ds, d, fr, j, box in _rgbd_targets(real)]
@@ -205,6 +213,57 @@ def print_keep_table(rows: list[dict]) -> None:
               f"within {lim} | {r['rot_median']:.2f} deg | {tr} | {r['s_per_target']:.2f} |")
 
 
+# --------------------------------------------------------------------------- the judge
+
+#: the perturbation of the judge section (as ``coop-ros eval --estimator perturbed``'s default)
+JUDGE_PERTURBATION = (5.0, 10.0, 0)     # degrees, millimetres, seed
+
+
+def _judge_rows(real: Path, args) -> list[dict]:
+    """Section 5 of the module docstring: on LM-O dev (``--stride``), RGB, AR of the GT perturbed
+    by 5 deg / 10 mm as they are, and of ``refine_pose`` from the GT and from those poses
+    (``coop-ros eval --estimator perturbed`` and ``--estimator coop-refine --start gt |
+    perturbed``), overall and by visib_fract."""
+    from coop_ros.bop.coop_adapter import make_refine_estimator
+    from coop_ros.bop.evaluate import evaluate, perturbed_estimator
+    if not (real / LMO).is_dir():
+        return []
+    ds = _dataset(real / LMO, args.stride)
+    rot, tr_mm, seed = JUDGE_PERTURBATION
+    rows = []
+    est = None
+    for name, start in (("GT + 5 deg / 10 mm, unrefined", None), ("refine_pose from GT", "gt"),
+                        ("refine_pose from GT + 5 deg / 10 mm", "perturbed")):
+        if start is None:
+            fn = perturbed_estimator(rot, tr_mm / 1000.0, seed)
+        else:
+            ns = Namespace(mode="rgb", gt_box="visib", backend="weight-free",
+                           template_cache=args.template_cache, precision="fp32",
+                           coarse_ckpt=None, refiner_ckpt=None, selection_ckpt=None,
+                           device="cpu", start=start, rot_deg=rot, trans_mm=tr_mm, seed=seed)
+            fn = make_refine_estimator(ns, ds, estimator=est)
+        rep = evaluate(ds, fn, progress=False, compute_vsd=False, estimator_name=name)
+        print(f"done judge {name}: AR {rep.ar:.3f}", file=sys.stderr, flush=True)
+        row = _row(rep, LMO, "rgb", name)
+        row["section"] = "judge"
+        rows.append(row)
+    return rows
+
+
+def print_judge_table(rows: list[dict], stride: int) -> None:
+    print(f"\nThe judge on LM-O dev{f' (every {stride}th image)' if stride > 1 else ''}, RGB: "
+          "refine_pose from the GT and from GT + 5 deg / 10 mm (seeded as coop-ros eval "
+          "--estimator perturbed), beside the unrefined perturbed poses; AR* by visib_fract:\n")
+    bins = [b["bin"] for b in rows[0]["by_visibility"]]
+    print("| start | targets | AR_MSSD | AR_MSPD | AR* | " + " | ".join(
+        f"AR* visib {b}" for b in bins) + " | s / target |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(bins) + "---:|")
+    for r in rows:
+        vis = " | ".join(f"{_fmt(b['ar'])} ({b['n']})" for b in r["by_visibility"])
+        print(f"| {r['method']} | {r['n']} | {_fmt(r['ar_mssd'])} | {_fmt(r['ar_mspd'])} "
+              f"| {_fmt(r['ar'])} | {vis} | {_fmt(r['s_per_target'], 3)} |")
+
+
 # --------------------------------------------------------------------------- evidence landscape
 
 #: (rotation [deg], shift [evidence-crop px], depth [fraction]) of the evidence search's levels
@@ -230,7 +289,7 @@ def _landscape_rows(real: Path, args) -> list[dict]:
         ds = _dataset(real / LMO)
         for k in sorted(ds.images())[::max(args.stride, 1)]:
             fr = ds.frame(*k)
-            cases += [(ds, LMO, "rgb", fr, j, gi.bbox_visib) for j, gi in enumerate(fr.gt_info)
+            cases += [(ds, LMO, "rgb", fr, j, gi.detection_box()) for j, gi in enumerate(fr.gt_info)
                       if gi.visib_fract >= 0.5 and ds.has_model(fr.gt[j].obj_id)]
     cases += [(ds, d, "rgbd", fr, j, box) for ds, d, fr, j, box in _rgbd_targets(real)]
     ests: dict = {}
@@ -393,6 +452,24 @@ def print_table(rows: list[dict], stride: int) -> None:
             n = lmo[0]["per_object"][str(o)]["n"]
             print(f"| {o} | {n} | " + " | ".join(_fmt(r["per_object"][str(o)]["ar"])
                                                for r in lmo) + " |")
+    orc = [r for r in rows if r.get("ar_best_of_hypotheses") is not None]
+    if orc:
+        print("\nOracles of the same runs (coop-ros eval's ar_best_of_hypotheses: per target the "
+              "hypothesis with the lowest error of each metric; ar_mssd_best_coarse: the best "
+              "coarse pose's AR_MSSD), overall and by visib_fract:\n")
+        print("| data | mode | method | visib_fract | targets | AR | best of hypotheses AR "
+              "| AR_MSSD | best coarse AR_MSSD |")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|")
+        for r in orc:
+            star = "*" if r["ar_vsd"] is None else ""
+            parts = [dict(bin="all", n=r["n"], ar=r["ar"], ar_mssd=r["ar_mssd"],
+                          ar_best_of_hypotheses=r["ar_best_of_hypotheses"],
+                          ar_mssd_best_coarse=r["ar_mssd_best_coarse"])]
+            parts += [b for b in r.get("by_visibility", []) if b["n"]] if r["n"] > 1 else []
+            for b in parts:
+                print(f"| {r['data']} | {r['mode']} | {r['method']} | {b['bin']} | {b['n']} "
+                      f"| {_fmt(b['ar'])}{star} | {_fmt(b['ar_best_of_hypotheses'])}{star} "
+                      f"| {_fmt(b['ar_mssd'])} | {_fmt(b['ar_mssd_best_coarse'])} |")
     cov = [r for r in rows if r.get("covariance", {}).get("nees_median") is not None]
     if cov:
         print("\nCovariance check (refined runs; NEES e^T Sigma^-1 e, chi-square(6) median 5.35; "
@@ -422,7 +499,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--real", default=str(ROOT.parent / "shared" / "real"))
     ap.add_argument("--stride", type=int, default=1, help="LM-O dev: every N-th image")
-    ap.add_argument("--sections", default="lmo,rgbd,keep")
+    ap.add_argument("--sections", default="lmo,rgbd,keep,judge")
     ap.add_argument("--jobs", type=int, default=1, help="configurations evaluated at once")
     ap.add_argument("--no-fpfh", action="store_true", help="skip the open3d baseline")
     ap.add_argument("--template-cache", default=os.environ.get("COOP_ROS_CACHE", str(
@@ -439,7 +516,10 @@ def main(argv=None) -> int:
     if args.only:
         data, mode, h = args.only.split(":")
         row = _coop_row(real / data, mode, int(h), args)
-        Path(args.row_json).write_text(json.dumps(row))
+        if args.row_json:
+            Path(args.row_json).write_text(json.dumps(row))
+        else:
+            print_table([row], args.stride)
         return 0
     sections = [s for s in args.sections.split(",") if s]
     work = []
@@ -467,13 +547,16 @@ def main(argv=None) -> int:
     keep = _keep_rows(real, args) if "keep" in sections else []
     if keep:
         print_keep_table(keep)
+    judge = _judge_rows(real, args) if "judge" in sections else []
+    if judge:
+        print_judge_table(judge, args.stride)
     land = _landscape_rows(real, args) if "landscape" in sections else []
     if land:
         print_landscape_table(land)
     print(f"\n(wall time {time.perf_counter() - t0:.0f} s, --jobs {args.jobs})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows + keep + land, indent=1))
+        Path(args.json).write_text(json.dumps(rows + keep + judge + land, indent=1))
     return 0
 
 

@@ -138,7 +138,7 @@ def check_pipeline(device: str, work: Path) -> None:
             for gt, info in zip(frame.gt, frame.gt_info):
                 if not est.has_object(gt.obj_id):
                     est.add_object(gt.obj_id, ds.object(gt.obj_id))
-                dets.append(Detection(gt.obj_id, tuple(float(v) for v in info.bbox_visib)))
+                dets.append(Detection(gt.obj_id, info.detection_box()))
                 gts.append(gt)
             res = est.estimate(frame.rgb, frame.K, dets,
                                depth=frame.depth if mode == "rgbd" else None, mode=mode)

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     Tg[:3, 3] = np.array(gt["cam_t_m2c"]) / 1000.0
     est.add_object("ycbv1", case / "obj_000001.ply", units="mm")
     obj = est.object_model("ycbv1")
-    box = info["bbox_visib"]
+    x, y, w, h = info["bbox_visib"]
+    box = (x, y, w + 1, h + 1)   # BOP's w = x_max - x_min; a detection spans the pixels
     print(f"== {case.name}: RGB, box bbox_visib {box}, {args.hypotheses} hypotheses")
     for coarse_only in (True, False):
         r = est.estimate(rgb, K, [Detection("ycbv1", box)], mode="rgb",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # name -> (module, one-line help)
@@ -31,8 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _negative_values(argv: list[str]) -> list[str]:
+    """``--opt -30,10,50,60`` -> ``--opt=-30,10,50,60``: no option of this CLI starts with a
+    digit, so a word like ``-30,...`` or ``-0.5`` after an option is its value (argparse takes
+    it for an option and stops with "expected one argument")."""
+    out: list[str] = []
+    for a in argv:
+        if out and re.match(r"-\.?\d", a) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _negative_values(sys.argv[1:] if argv is None else list(argv))
     # build only the requested sub-command's parser (imports of the others are skipped)
     names = [a for a in argv if not a.startswith("-")]
     if names and names[0] in COMMANDS:

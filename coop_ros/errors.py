@@ -35,6 +35,12 @@ class Reason(str, Enum):
     REFINEMENT_FAILED = "refinement_failed"
     LOW_SCORE = "low_score"
     NUMERICAL_ERROR = "numerical_error"
+    # the pose contradicts the measurements (coop_ros.pipeline.gate: behind / too near / too far,
+    # projected box vs detection box, rendered vs observed depth); the detail has the numbers
+    IMPLAUSIBLE_POSE = "implausible_pose"
+    # an unexpected error while estimating one detection (a bug or an unforeseen input): that
+    # detection fails with the exception named, the rest of the frame is answered
+    INTERNAL_ERROR = "internal_error"
     # status "skipped" (work not done on purpose, see PoseEstimator.estimate)
     BUDGET_EXHAUSTED = "budget_exhausted"   # the frame's time budget was spent before it
     CANCELLED = "cancelled"                 # should_stop() said stop (node shutting down)

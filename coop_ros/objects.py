@@ -336,6 +336,18 @@ class ObjectModel:
         """(3,) float64 size of the axis-aligned bounding box [m]."""
         return self.vertices.max(axis=0) - self.vertices.min(axis=0)
 
+    @cached_property
+    def hull_points(self) -> np.ndarray:
+        """(H, 3) float64 vertices of the convex hull [m]: the points whose projection bounds the
+        object's silhouette in any view (all distinct vertices when qhull cannot build a hull)."""
+        from scipy.spatial import ConvexHull
+
+        pts = np.asarray(self.vertices, dtype=np.float64)
+        try:
+            return pts[ConvexHull(pts).vertices]
+        except Exception:  # flat or degenerate point set
+            return np.unique(pts, axis=0)
+
     @property
     def center(self) -> np.ndarray:
         """(3,) float64 centre of the axis-aligned bounding box [m], object frame."""

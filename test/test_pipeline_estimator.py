@@ -268,3 +268,28 @@ def test_rgbd_depth_hypotheses_find_the_shape_without_template_matches(setup):
     assert rot < 2.0 and tr < 0.005, (rot, tr)
     assert r.hypotheses[0].template_index == -1
     assert not off.ok and off.reason_code is Reason.NO_TEMPLATE_MATCHED
+
+
+def test_a_detection_that_raises_fails_alone(setup, monkeypatch):
+    """Issue 25, finding 1 (core): whatever one detection raises becomes that detection's failed
+    result with a reason naming the exception; the other detections of the call are answered."""
+    est, obj, frames = setup
+    rgb, _, box, T = frames[6]
+    real = PoseEstimator._estimate_one
+    calls = []
+
+    def flaky(self, rgb_, K_, depth_, det, *a, **kw):
+        calls.append(det.box_xywh)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        if len(calls) == 2:
+            raise InputError("odd box")
+        return real(self, rgb_, K_, depth_, det, *a, **kw)
+    monkeypatch.setattr(PoseEstimator, "_estimate_one", flaky)
+    res = est.estimate(rgb, K, [Detection(1, box)] * 3, mode="rgb", num_hypotheses=1,
+                       coarse_only=True)
+    assert [r.status for r in res] == ["failed", "failed", "ok"], [r.reason for r in res]
+    assert res[0].reason_code is Reason.INTERNAL_ERROR and "RuntimeError: boom at " in \
+        res[0].reason
+    assert res[1].reason_code is Reason.BAD_INPUT and res[1].reason == "bad_input: odd box"
+    assert res[2].T_cam_obj is not None

@@ -42,7 +42,7 @@ def _rgbd_case(shared_real, case):
     info = compute_gt_info(fr, ds)
     tg = ds.targets()[0]
     j = next(k for k, g in enumerate(fr.gt) if g.obj_id == tg.obj_id)
-    return ds, fr, fr.gt[j], info[j].bbox_visib
+    return ds, fr, fr.gt[j], info[j].detection_box()
 
 
 @pytest.mark.parametrize("case", RGBD)
@@ -111,7 +111,7 @@ def test_real_lmo_rgb_refinement_improves_on_coarse(shared_real, estimator):
                     estimator.add_object(tg.obj_id, ds.object(tg.obj_id))
                 obj, d = ds.object(tg.obj_id), ds.diameter(tg.obj_id)
                 for gi in valid_gt_indices(fr, tg):
-                    box = tuple(map(float, fr.gt_info[gi].bbox_visib))
+                    box = fr.gt_info[gi].detection_box()
                     r = estimator.estimate(fr.rgb, fr.K, [Detection(tg.obj_id, box)], mode="rgb",
                                            num_hypotheses=1)[0]
                     assert r.ok, r.reason
@@ -123,3 +123,23 @@ def test_real_lmo_rgb_refinement_improves_on_coarse(shared_real, estimator):
     assert len(refined) >= 12
     assert np.mean(refined) >= np.mean(coarse), (np.mean(coarse), np.mean(refined))
     assert np.mean(refined) > 0.25, np.mean(refined)
+
+
+def test_eval_coop_refine_improves_on_its_perturbed_start(shared_real, tmp_path):
+    """``coop-ros eval --estimator coop-refine --start perturbed`` refines the very poses that
+    ``--estimator perturbed`` scores (same seed): on the real LINEMOD cat (RGB-D) the start
+    scores AR 0.747, the refined pose 1.000 (measured)."""
+    import json
+
+    from coop_ros.cli import main
+    case = shared_real / "lm_s6_im0_cat_rgbd"
+    if not case.is_dir():
+        pytest.skip("lm_s6_im0_cat_rgbd missing")
+    ar = {}
+    for est in ("perturbed", "coop-refine"):
+        rep = tmp_path / f"{est}.json"
+        assert main(["eval", "--bop", str(case), "--estimator", est, "--start", "perturbed",
+                     "--mode", "rgbd", "--template-cache", str(tmp_path / "tpl"), "--quiet",
+                     "--report", str(rep)]) == 0
+        ar[est] = json.loads(rep.read_text())["summary"]["ar"]
+    assert ar["perturbed"] < 0.85 and ar["coop-refine"] > 0.95, ar

@@ -466,3 +466,109 @@ def test_new_node_parameters_validate():
     assert (new.time_budget, new.max_detections) == (2.5, 5)
     with pytest.raises(ConfigError, match="restart"):
         cfg.updated({"qos.image.reliability": "reliable"})
+
+
+def test_fastdds_profile_is_private_to_this_user(tmp_path):
+    """Issue 25, finding 7: the profile was written to a predictable name in the world-writable
+    temp directory and reused when its content matched, so another user could plant or block
+    it. Now: $XDG_RUNTIME_DIR when it is a private directory, else a fresh 0600 file created
+    with O_EXCL (mkstemp) under a random name, removed at exit."""
+    import os
+    import stat
+
+    from coop_ros.ros import dds
+    size = 16 * 1024 * 1024
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    # what another user could plant at the old predictable name: never used
+    planted = shared / f"coop_ros_fastdds_shm_{size}_{os.getuid()}.xml"
+    planted.write_text(dds.profile_xml(size))
+    paths = []
+    for _ in range(2):
+        env = {}
+        assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+        p = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+        st = os.lstat(p)
+        assert p.parent == shared and p != planted and not p.is_symlink()
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+        assert p.read_text() == dds.profile_xml(size)
+        paths.append(p)
+    assert paths[0] != paths[1]                       # a new random name per process
+    # the receiving port holds a 4096x3072 image's 576 fragments (finding 4; 512 by default)
+    assert "<port_queue_capacity>4096</port_queue_capacity>" in paths[0].read_text()
+    dds.cleanup()
+    assert not paths[0].exists() and not paths[1].exists() and planted.exists()
+    # a private XDG_RUNTIME_DIR is used (and reused); a group / world accessible one is not
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(run)}
+    assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+    p = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert p.parent == run and p.read_text() == dds.profile_xml(size)
+    env2 = {"XDG_RUNTIME_DIR": str(run)}
+    dds.ensure_shm_segment(env2, cwd=tmp_path, directory=shared)
+    assert env2["FASTDDS_DEFAULT_PROFILES_FILE"] == str(p)
+    run.chmod(0o777)
+    env = {"XDG_RUNTIME_DIR": str(run)}
+    assert dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)[0]
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).parent == shared
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    run.chmod(0o700)
+    env = {"XDG_RUNTIME_DIR": str(link)}
+    dds.ensure_shm_segment(env, cwd=tmp_path, directory=shared)
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).parent == shared
+    dds.cleanup()
+
+
+def test_overload_turns_diagnostics_warn_or_error_with_the_numbers():
+    """Issue 25, finding 6 (the rules; the node under a real burst: test_ros_node_reliability):
+    frames dropped unprocessed, latency against the frame period and detections skipped by
+    the time budget, over the window, each with its numbers."""
+    from coop_ros.ros.diagnostics import overload_problems
+    # the issue's burst, scaled to one 10 s window: 300 frames, 298 dropped, 10 s latency at
+    # 30 Hz, 70 % of the detections skipped by the budget
+    probs = overload_problems(10.0, 300, 298, 24, 17, [9.8, 10.2], 1 / 30)
+    levels = [lv for lv, _ in probs]
+    text = "; ".join(t for _, t in probs)
+    assert max(levels) == 2 and len(probs) == 3, probs
+    assert "overloaded: 99% of the matched frames dropped unprocessed in the last 10 s (298 of "\
+        "300" in text
+    assert "answer latency 10000 ms" in text and "300.0 frame periods of 33 ms" in text
+    assert "71% of the detections skipped by the time budget" in text and "(17 of 24" in text
+    # a node that keeps up: nothing to say
+    assert overload_problems(10.0, 50, 0, 50, 0, [0.05] * 50, 0.2) == []
+    # moderate: WARN only (half the frames dropped, 4 periods late, 20 % budget skips)
+    probs = overload_problems(10.0, 100, 50, 100, 20, [0.4] * 50, 0.1)
+    assert [lv for lv, _ in probs] == [1, 1, 1], probs
+    # too few frames / detections to judge a ratio
+    assert overload_problems(10.0, 3, 3, 2, 2, [], None) == []
+
+
+def test_camera_info_and_detection_conversions_name_the_bad_field():
+    """Issue 25, findings 1 and 5: a NaN cx was reported as "fx, fy must be > 0"; a NaN / inf
+    box passed conversion and raised later."""
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from coop_ros.errors import InputError
+    from coop_ros.ros.conversions import camera_info_to_K, detections_from_msg
+    from coop_ros.ros.replay import make_detections
+    ci = CameraInfo(width=640, height=480)
+    ci.k = [500.0, 0.0, float("nan"), 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    with pytest.raises(InputError, match=r"K has non-finite entries: cx nan") as e:
+        camera_info_to_K(ci)
+    assert "fx, fy must be" not in str(e.value)
+    ci.k = [0.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    with pytest.raises(InputError, match=r"fx 0, fy 500 \(both must be > 0"):
+        camera_info_to_K(ci)
+    arr = make_detections([("1", (10, 20, 30, 40)), ("1", (float("nan"), 20, 30, 40)),
+                           ("1", (10, 20, 30, float("inf"))), ("1", (10, 20, 30, 40),
+                                                               float("nan"))], Header())
+    d = detections_from_msg(arr)
+    assert [x["problem"] == "" for x in d] == [True, False, False, False]
+    assert "bbox.center.position.x nan" in d[1]["problem"]
+    assert "bbox.center.position.y inf, bbox.size_y inf" in d[2]["problem"]
+    assert "results[].hypothesis.score [nan]" in d[3]["problem"]
+    np.testing.assert_allclose(d[0]["box_xywh"], [10, 20, 30, 40])

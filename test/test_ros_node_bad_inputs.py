@@ -125,7 +125,7 @@ def test_bad_frames_are_answered_and_good_frames_still_served(scene, capfd):
     from coop_ros.ros.replay import (Replayer, Spinner, frame_messages, make_depth,
                                      make_detections)
     frame = BopDataset(scene / "scene").frame(0, 0)
-    gt_box = tuple(float(v) for v in frame.gt_info[0].bbox_visib)
+    gt_box = frame.gt_info[0].detection_box()
     sp = Spinner()
     try:
         node = sp.add(CoopNode(context=sp.context, parameter_overrides=[

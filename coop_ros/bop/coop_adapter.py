@@ -1,16 +1,27 @@
-"""The Co-op pipeline as the ``coop`` estimator of ``coop-ros eval`` (and of the benchmarks in
-bench/): the GT boxes of a frame's targets as detections (``bbox_visib`` by default, ``--gt-box
-obj`` for ``bbox_obj``), one :meth:`coop_ros.pipeline.estimator.PoseEstimator.estimate` call per
-frame, an :class:`~coop_ros.bop.dataset.Estimate` per pose and a
-:class:`~coop_ros.bop.dataset.NoEstimate` with the reason for every target without one. Object
-registration (templates) is not counted as estimation time. The pipeline is imported when the
-estimator is built, not when the CLI is.
+"""The Co-op pipeline as estimators of ``coop-ros eval`` (and of the benchmarks in bench/):
+
+* ``coop``: the GT boxes of a frame's targets as detections (``bbox_visib`` by default,
+  ``--gt-box obj`` for ``bbox_obj``), one :meth:`coop_ros.pipeline.estimator.PoseEstimator.estimate`
+  call per frame, an :class:`~coop_ros.bop.dataset.Estimate` per pose (carrying the refined
+  hypotheses and their coarse poses, for the report's oracle figures) and a
+  :class:`~coop_ros.bop.dataset.NoEstimate` with the reason for every target without one;
+* ``coop-refine``: :meth:`PoseEstimator.refine_pose` started at each target's GT pose
+  (``--start gt``) or at the GT perturbed exactly as the ``perturbed`` estimator perturbs it
+  (``--start perturbed``, its ``--rot-deg`` / ``--trans-mm`` / ``--seed``): does refinement keep
+  the truth, does it improve a near pose? Compare with ``--estimator perturbed`` (the starts).
+
+Object registration (templates) is not counted as estimation time. The pipeline is imported when
+the estimator is built, not when the CLI is. This module imports nothing from
+:mod:`coop_ros.bop.evaluate` (the evaluator registers these estimators: one direction).
 """
 from __future__ import annotations
 
 import time
 
-__all__ = ["add_args", "make_estimator"]
+import numpy as np
+
+__all__ = ["add_args", "add_refine_args", "make_estimator", "make_refine_estimator",
+           "perturbed_gt_pose"]
 
 
 def add_args(group) -> None:
@@ -31,46 +42,107 @@ def add_args(group) -> None:
                            help=f"coop: {slot} network checkpoint (backend coop / auto)")
 
 
+def add_refine_args(group) -> None:
+    """The ``coop-refine`` estimator's own option (it also takes the ``coop`` options and the
+    ``perturbed`` estimator's --rot-deg / --trans-mm / --seed)."""
+    group.add_argument("--start", choices=("gt", "perturbed"), default="gt",
+                       help="coop-refine: refine from the GT pose or from the GT perturbed as "
+                       "--estimator perturbed perturbs it")
+
+
+def perturbed_gt_pose(frame, gt_idx: int, rot_deg: float, trans_m: float,
+                      seed: int = 0) -> np.ndarray:
+    """GT instance ``gt_idx`` of ``frame`` rotated by exactly ``rot_deg`` about a random axis
+    through the object origin and shifted by exactly ``trans_m`` metres in a random direction,
+    the generator seeded by ``(seed, scene_id, im_id, gt_idx)``: (4, 4) [m]. The ``perturbed``
+    and ``coop-refine --start perturbed`` estimators draw the same poses."""
+    from coop_ros.geometry.se3 import perturb_pose
+    rng = np.random.default_rng([int(seed), frame.scene_id, frame.im_id, int(gt_idx)])
+    return perturb_pose(frame.gt[gt_idx].T_cam_obj, rot_deg, trans_m, rng)
+
+
+def _pose_estimator(args, estimator):
+    if estimator is not None:
+        return estimator
+    from coop_ros.pipeline.estimator import PoseConfig, PoseEstimator
+    cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
+                     device=getattr(args, "device", "cpu") or "cpu", precision=args.precision,
+                     coarse_ckpt=args.coarse_ckpt, refiner_ckpt=args.refiner_ckpt,
+                     selection_ckpt=args.selection_ckpt).validate()
+    return PoseEstimator(cfg)
+
+
+def _detections(frame, targets, gt_box: str):
+    """(detections, GT indices, NoEstimates) of a frame's targets: the GT box of every valid GT
+    instance as a detection (:meth:`~coop_ros.bop.dataset.GtInfo.detection_box`, ``gt_box``
+    "visib" or "obj")."""
+    from coop_ros.bop.dataset import NoEstimate, valid_gt_indices
+    from coop_ros.pipeline.estimator import Detection
+    dets, gis, out = [], [], []
+    for tg in targets:
+        for gi in valid_gt_indices(frame, tg):
+            info = frame.gt_info[gi] if gi < len(frame.gt_info) else None
+            if info is None:
+                out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
+                                      "no detection box: no GT info for this instance"))
+                continue
+            b = info.detection_box(gt_box)
+            if b is None:
+                out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
+                                      f"no detection box: GT boxes {info.bbox_visib.tolist()}"
+                                      f" / {info.bbox_obj.tolist()} are empty (not in view)"))
+                continue
+            dets.append(Detection(tg.obj_id, b))
+            gis.append(gi)
+    return dets, gis, out
+
+
+def _sanity(frame, dets, gis, mode: str, est):
+    """The node's plausibility checks of the inputs (coop_ros/pipeline/sanity.py): field of view
+    of K and depth unit for the frame (an error refuses every detection), the box against the
+    object's size at the measured depth per detection (RGB-D). Returns (detections, GT indices,
+    NoEstimates of the refused ones, reason ``bad_input: ...``)."""
+    from coop_ros.bop.dataset import NoEstimate
+    from coop_ros.pipeline.sanity import box_scale_problem, frame_problems
+    depth = frame.depth if mode == "rgbd" else None
+    err, _warns = frame_problems(frame.K, frame.width, frame.height, depth,
+                                 "BOP depth x depth_scale")
+    if err:
+        return [], [], [NoEstimate(frame.scene_id, frame.im_id, int(d.obj_id),
+                                   f"bad_input: {err}") for d in dets]
+    keep, refused = [], []
+    for d, gi in zip(dets, gis):
+        p = None if depth is None else box_scale_problem(
+            d.box_xywh, depth, frame.K, est.object_model(d.obj_id).diameter)
+        if p:
+            refused.append(NoEstimate(frame.scene_id, frame.im_id, int(d.obj_id),
+                                      f"bad_input: {p[1]}"))
+        else:
+            keep.append((d, gi))
+    return [d for d, _ in keep], [g for _, g in keep], refused
+
+
+def _register(est, dataset, targets) -> None:
+    for tg in targets:   # object registration (onboarding) is not estimation time
+        if not est.has_object(tg.obj_id):
+            est.add_object(tg.obj_id, dataset.object(tg.obj_id))
+
+
 def make_estimator(args, dataset, records: list | None = None, estimator=None):
     """The ``coop`` estimator of ``coop-ros eval`` (a factory for
     :func:`coop_ros.bop.evaluate.register_estimator`): ``args`` holds the options of
     :func:`add_args`; ``records``, when given, receives (PoseResult, T_gt (4, 4)) per detection
     (covariance checks); ``estimator``: a :class:`PoseEstimator` to use (its templates kept
     between calls) instead of one built from ``args``."""
-    from coop_ros.bop.dataset import Estimate, NoEstimate, valid_gt_indices
-    from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
-    est = estimator
-    if est is None:
-        cfg = PoseConfig(backend=args.backend, template_cache_dir=args.template_cache,
-                         device=getattr(args, "device", "cpu") or "cpu", precision=args.precision,
-                         coarse_ckpt=args.coarse_ckpt, refiner_ckpt=args.refiner_ckpt,
-                         selection_ckpt=args.selection_ckpt).validate()
-        est = PoseEstimator(cfg)
+    from coop_ros.bop.dataset import Estimate, NoEstimate
+    est = _pose_estimator(args, estimator)
 
     def estimate(frame, targets):
-        out = []
-        for tg in targets:   # object registration (onboarding) is not estimation time
-            if not est.has_object(tg.obj_id):
-                est.add_object(tg.obj_id, dataset.object(tg.obj_id))
+        _register(est, dataset, targets)
         t0 = time.perf_counter()
-        dets, gts = [], []
-        for tg in targets:
-            for gi in valid_gt_indices(frame, tg):
-                info = frame.gt_info[gi] if gi < len(frame.gt_info) else None
-                if info is None:
-                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
-                                          "no detection box: no GT info for this instance"))
-                    continue
-                b = info.bbox_visib if args.gt_box == "visib" else info.bbox_obj
-                if b[2] <= 1 or b[3] <= 1:
-                    b = info.bbox_obj
-                if b[2] <= 1 or b[3] <= 1:
-                    out.append(NoEstimate(frame.scene_id, frame.im_id, tg.obj_id,
-                                          f"no detection box: GT boxes {info.bbox_visib.tolist()}"
-                                          f" / {info.bbox_obj.tolist()} are empty (not in view)"))
-                    continue
-                dets.append(Detection(tg.obj_id, tuple(float(v) for v in b)))
-                gts.append(frame.gt[gi].T_cam_obj)
+        dets, gis, out = _detections(frame, targets, args.gt_box)
+        dets, gis, refused = _sanity(frame, dets, gis, args.mode, est)
+        out += refused
         if not dets:
             return out
         res = est.estimate(frame.rgb, frame.K, dets, depth=frame.depth if args.mode == "rgbd"
@@ -78,7 +150,39 @@ def make_estimator(args, dataset, records: list | None = None, estimator=None):
                            coarse_only=args.coarse_only)
         dt = time.perf_counter() - t0
         if records is not None:
-            records.extend(zip(res, gts))
+            records.extend(zip(res, [frame.gt[gi].T_cam_obj for gi in gis]))
+        for r in res:
+            if r.ok:
+                hyps = r.hypotheses or []
+                out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
+                                    r.T_cam_obj, dt,
+                                    hypotheses=[h.T for h in hyps] or None,
+                                    coarse_poses=[h.T_coarse for h in hyps] or None))
+            else:
+                out.append(NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason))
+        return out
+    return estimate
+
+
+def make_refine_estimator(args, dataset, estimator=None):
+    """The ``coop-refine`` estimator of ``coop-ros eval``: :meth:`PoseEstimator.refine_pose` of
+    every valid GT instance from its GT pose (``args.start == "gt"``) or from
+    :func:`perturbed_gt_pose` (``args.rot_deg`` [deg], ``args.trans_mm`` [mm], ``args.seed``),
+    in ``args.mode``, with its GT box as the detection."""
+    from coop_ros.bop.dataset import Estimate, NoEstimate
+    est = _pose_estimator(args, estimator)
+
+    def estimate(frame, targets):
+        _register(est, dataset, targets)
+        t0 = time.perf_counter()
+        dets, gis, out = _detections(frame, targets, args.gt_box)
+        res = []
+        for det, gi in zip(dets, gis):
+            T0 = frame.gt[gi].T_cam_obj if args.start == "gt" else perturbed_gt_pose(
+                frame, gi, args.rot_deg, args.trans_mm / 1000.0, args.seed)
+            res.append(est.refine_pose(frame.rgb, frame.K, det, T0, depth=frame.depth
+                                       if args.mode == "rgbd" else None, mode=args.mode))
+        dt = time.perf_counter() - t0
         for r in res:
             if r.ok:
                 out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),

@@ -100,6 +100,25 @@ class GtInfo:
     px_count_valid: int
     px_count_visib: int
 
+    def detection_box(self, kind: str = "visib") -> tuple | None:
+        """The GT box as a detection: ``(x, y, w + 1, h + 1)`` floats [px], or None when both
+        boxes are empty (the instance is out of view).
+
+        BOP boxes span their pixels' centres (``w = x_max - x_min``, bop_toolkit's
+        ``calc_2d_bbox``); detections, like detectors' boxes, span the pixels themselves
+        (``w = x_max - x_min + 1``: pixels x .. x + w - 1, :func:`coop_ros.geometry.camera.make_crop`),
+        so the size of an object fills its box exactly. ``kind``: "visib" (``bbox_visib``, the
+        visible part, BOP19's detections) or "obj" (``bbox_obj``, the full silhouette); an empty
+        visible box (w or h <= 1) falls back to ``bbox_obj``."""
+        if kind not in ("visib", "obj"):
+            raise InputError(f"kind must be 'visib' or 'obj', got {kind!r}")
+        b = self.bbox_visib if kind == "visib" else self.bbox_obj
+        if b[2] <= 1 or b[3] <= 1:
+            b = self.bbox_obj
+        if b[2] <= 1 or b[3] <= 1:
+            return None
+        return (float(b[0]), float(b[1]), float(b[2]) + 1.0, float(b[3]) + 1.0)
+
 
 @dataclass
 class NoEstimate:
@@ -117,6 +136,10 @@ class Estimate:
 
     T_cam_obj: (4, 4) float64 pose, translation in metres. score: confidence (higher = better).
     time_s: wall time in seconds spent on the whole image (BOP semantics), -1 if unknown.
+    hypotheses: optional (N, 4, 4) poses [m] the estimator chose ``T_cam_obj`` from (the refined
+        hypotheses, the chosen one among them): ``coop-ros eval`` scores the best of them as an
+        oracle selection would. coarse_poses: optional (M, 4, 4) coarse poses [m] they were
+        refined from (the oracle of the coarse stage). Neither is written to a results CSV.
     """
     scene_id: int
     im_id: int
@@ -124,6 +147,8 @@ class Estimate:
     score: float
     T_cam_obj: np.ndarray
     time_s: float = -1.0
+    hypotheses: np.ndarray | None = None
+    coarse_poses: np.ndarray | None = None
 
 
 @dataclass
@@ -184,6 +209,20 @@ class BopFrame:
     def mask_visib(self, gt_idx: int) -> np.ndarray:
         """(H, W) bool visible silhouette of GT instance ``gt_idx`` (``mask_visib/``)."""
         return self._mask(self.mask_visib_paths, gt_idx, "mask_visib")
+
+
+def valid_gt_indices(frame: BopFrame, target: Target) -> list[int]:
+    """Indices (into ``frame.gt``) of the GT instances a target asks for: its ``inst_count`` most
+    visible instances of ``target.obj_id`` (BOP19 with ``visib_gt_min = -1``), sorted.
+
+    Raises InputError when the image has no GT instance of the object."""
+    ids = frame.gt_indices(target.obj_id)
+    if not ids:
+        raise InputError(f"target {target} names object {target.obj_id}, which has no GT pose in "
+                         f"scene {frame.scene_id} image {frame.im_id}")
+    if frame.gt_info:
+        ids = sorted(ids, key=lambda i: -frame.gt_info[i].visib_fract)  # stable: file order ties
+    return sorted(ids[:max(0, target.inst_count)])
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -478,8 +517,20 @@ class BopDataset:
         where = f"{d / 'scene_camera.json'}[{im_id}]"
         if "cam_K" not in cam:
             raise InputError(f"{where}: missing cam_K")
-        K = check_intrinsics(np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), name=where)
-        depth_scale = float(cam.get("depth_scale", 1.0))
+        try:
+            k = np.asarray(cam["cam_K"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            k = None
+        if k is None or k.size != 9:
+            raise InputError(f"{where}: cam_K must be 9 numbers (row-major 3x3), got "
+                             f"{cam['cam_K']!r:.80}")
+        K = check_intrinsics(k.reshape(3, 3), name=f"{where} cam_K")
+        ds = cam.get("depth_scale", 1.0)
+        if isinstance(ds, bool) or not isinstance(ds, (int, float)) or not np.isfinite(ds) \
+                or ds <= 0:
+            raise InputError(f"{where}: depth_scale must be a finite number > 0 (mm per raw "
+                             f"depth unit), got {ds!r}")
+        depth_scale = float(ds)
 
         rgb_path = self._image_path(scene_id, im_id, "rgb", RGB_EXTS)
         if rgb_path is None:
@@ -597,20 +648,6 @@ class BopDataset:
     def __repr__(self) -> str:
         return (f"BopDataset({str(self.root)!r}, split={self.split!r}, layout={self.layout!r}, "
                 f"scenes={len(self._scenes)})")
-
-
-def valid_gt_indices(frame: BopFrame, target: Target) -> list[int]:
-    """Indices (into ``frame.gt``) of the GT instances a target asks for: its ``inst_count`` most
-    visible instances of ``target.obj_id`` (BOP19 with ``visib_gt_min = -1``), sorted.
-
-    Raises InputError when the image has no GT instance of the object."""
-    ids = frame.gt_indices(target.obj_id)
-    if not ids:
-        raise InputError(f"target {target} names object {target.obj_id}, which has no GT pose in "
-                         f"scene {frame.scene_id} image {frame.im_id}")
-    if frame.gt_info:
-        ids = sorted(ids, key=lambda i: -frame.gt_info[i].visib_fract)  # stable: file order ties
-    return sorted(ids[:max(0, target.inst_count)])
 
 
 # --------------------------------------------------------------------------- results CSV

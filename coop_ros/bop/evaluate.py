@@ -50,11 +50,12 @@ from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, NoEstimate, Ta
                                   write_results_csv)
 from coop_ros.bop.vsd import VSD_DELTA, VSD_TAUS, VSD_THETAS, vsd
 from coop_ros.errors import InputError
-from coop_ros.geometry.se3 import check_pose, perturb_pose
+from coop_ros.geometry.se3 import check_pose
 
 __all__ = [
     "Estimate", "Target", "EstimatorFn", "EstimatorSpec", "ESTIMATORS", "ESTIMATOR_PLUGINS",
-    "register_estimator", "get_estimator", "load_estimator_plugins", "gt_estimator", "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
+    "register_estimator", "get_estimator", "load_estimator_plugins", "gt_estimator",
+    "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
     "configure_parser", "run",
 ]
 
@@ -189,8 +190,7 @@ def perturbed_estimator(rot_deg: float, trans_m: float, seed: int = 0) -> Estima
         out = []
         for t in targets:
             for i in valid_gt_indices(frame, t):
-                rng = np.random.default_rng([int(seed), frame.scene_id, frame.im_id, i])
-                T = perturb_pose(frame.gt[i].T_cam_obj, rot_deg, trans_m, rng)
+                T = coop_adapter.perturbed_gt_pose(frame, i, rot_deg, trans_m, seed)
                 out.append(Estimate(frame.scene_id, frame.im_id, t.obj_id, 1.0, T))
         return out
 
@@ -210,6 +210,10 @@ register_estimator("gt", lambda args, ds: gt_estimator,
 register_estimator("coop", coop_adapter.make_estimator,
                    "Co-op pipeline (PoseEstimator; GT boxes of the targets as detections)",
                    add_args=coop_adapter.add_args)
+register_estimator("coop-refine", coop_adapter.make_refine_estimator,
+                   "PoseEstimator.refine_pose from each target's GT pose (--start gt) or from "
+                   "the perturbed estimator's pose (--start perturbed; --rot-deg, --trans-mm, "
+                   "--seed); takes the coop options", add_args=coop_adapter.add_refine_args)
 register_estimator("perturbed",
                    lambda args, ds: perturbed_estimator(args.rot_deg, args.trans_mm / 1000.0,
                                                         args.seed),
@@ -229,6 +233,12 @@ class TargetResult:
     ``recall_*``: fraction of the metric's thresholds at which this instance was matched by the
     thresholded BOP matching (these average to AR_*). ``reason``: why there is no estimate (the
     estimator's :class:`NoEstimate` reason, or "no estimate returned"); None when there is one.
+    ``visib_fract``: the instance's visible fraction (scene_gt_info; None when unknown).
+    Oracles (None when the estimate carried no :attr:`Estimate.hypotheses` / ``coarse_poses``;
+    0 for an instance without estimate): ``oracle_recall_*`` the recalls of the best of the
+    estimate's hypotheses, chosen per metric (the lowest MSSD for MSSD, the lowest MSPD for MSPD,
+    the lowest VSD per tau for VSD), i.e. what a perfect selection among them would score;
+    ``coarse_recall_mssd`` the MSSD recall of the best of its coarse poses.
     """
     scene_id: int
     im_id: int
@@ -247,6 +257,11 @@ class TargetResult:
     recall_mssd: float
     recall_mspd: float
     reason: str | None = None
+    visib_fract: float | None = None
+    oracle_recall_vsd: float | None = None
+    oracle_recall_mssd: float | None = None
+    oracle_recall_mspd: float | None = None
+    coarse_recall_mssd: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -263,6 +278,10 @@ class EvalReport:
     n_targets: number of valid GT instances (the recall denominator); n_images: images evaluated.
     ar_vsd is None when VSD could not be computed (no depth); ``ar_definition`` says what AR
     averages. ``recalls``: per-threshold recall lists (``vsd`` is 10 x 10, tau-major).
+    ``ar_best_of_hypotheses``: AR (same definition) when each target's pose is the best of its
+    estimate's hypotheses per metric (an oracle selection); ``ar_mssd_best_coarse``: AR_MSSD of
+    the best coarse pose per target. Both None when the estimator returned no hypotheses /
+    coarse poses (see :class:`TargetResult`).
     """
     dataset: str
     split: str
@@ -279,6 +298,8 @@ class EvalReport:
     adds_recall_01d: float
     mean_time_per_image: float | None
     mean_time_per_target: float | None
+    ar_best_of_hypotheses: float | None = None
+    ar_mssd_best_coarse: float | None = None
     recalls: dict = field(default_factory=dict)
     targets: list[TargetResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -298,11 +319,28 @@ class EvalReport:
                         "no_estimate": sum(not t.has_estimate for t in ts)}
         return out
 
+    def by_visibility(self) -> list[dict]:
+        """AR and the oracles per visibility bin (:data:`VISIBILITY_BINS`, on
+        ``visib_fract``): [{"bin", "lo", "hi", "n", "ar", "ar_mssd", "ar_mspd", "ar_vsd",
+        "ar_best_of_hypotheses", "ar_mssd_best_coarse"}]; a bin without targets has n 0 and
+        None figures; targets of unknown visibility are in no bin."""
+        out = []
+        for lo, hi in VISIBILITY_BINS:
+            ts = [t for t in self.targets if t.visib_fract is not None
+                  and lo <= t.visib_fract < hi]
+            row = {"bin": _bin_name(lo, hi), "lo": lo, "hi": hi, "n": len(ts)}
+            row.update(_ar_of(ts, self.ar_vsd is not None))
+            out.append(row)
+        return out
+
     def summary(self) -> dict:
-        return {k: getattr(self, k) for k in (
+        d = {k: getattr(self, k) for k in (
             "dataset", "split", "estimator", "n_targets", "n_images", "n_estimates", "ar_vsd",
             "ar_mssd", "ar_mspd", "ar", "ar_definition", "vsd_recall_theta03", "adds_recall_01d",
-            "mean_time_per_image", "mean_time_per_target")}
+            "mean_time_per_image", "mean_time_per_target", "ar_best_of_hypotheses",
+            "ar_mssd_best_coarse")}
+        d["by_visibility"] = self.by_visibility()
+        return d
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "recalls": self.recalls, "notes": self.notes,
@@ -348,7 +386,21 @@ class EvalReport:
             f"AR = {self.ar_definition}. ADD-S < 0.1 d (information): "
             f"{f(self.adds_recall_01d)}.",
         ]
+        if self.ar_best_of_hypotheses is not None or self.ar_mssd_best_coarse is not None:
+            lines.append(f"Oracles of the same run: best of the hypotheses {ar_col} "
+                         f"{f(self.ar_best_of_hypotheses)} (per target the hypothesis with the "
+                         "lowest error of each metric: a perfect selection); best coarse pose "
+                         f"AR_MSSD {f(self.ar_mssd_best_coarse)}.")
         lines += self.notes
+        bins = self.by_visibility()
+        if any(b["n"] for b in bins):
+            lines += ["", f"| visib_fract | targets | AR_MSSD | AR_MSPD | {ar_col} "
+                      f"| best of hypotheses {ar_col} | best coarse AR_MSSD |",
+                      "|---|---:|---:|---:|---:|---:|---:|"]
+            for b in bins:
+                lines.append(f"| {b['bin']} | {b['n']} | {f(b['ar_mssd'])} | {f(b['ar_mspd'])} "
+                             f"| {f(b['ar'])} | {f(b['ar_best_of_hypotheses'])} "
+                             f"| {f(b['ar_mssd_best_coarse'])} |")
         if per_object:
             lines += ["", f"| object | targets | AR_VSD | AR_MSSD | AR_MSPD | {ar_col} "
                       "| without estimate |", "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -364,6 +416,85 @@ class EvalReport:
             lines += [f"- scene {t.scene_id} image {t.im_id} object {t.obj_id} (GT {t.gt_idx}): "
                       f"{t.reason}" for t in missing]
         return "\n".join(lines)
+
+
+#: visibility bins of :meth:`EvalReport.by_visibility`: [lo, hi) of visib_fract
+VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 1.01))
+
+
+def _bin_name(lo: float, hi: float) -> str:
+    if lo == 0.0:
+        return f"< {hi:g}"
+    if hi > 1.0:
+        return f">= {lo:g}"
+    return f"{lo:g}-{hi:g}"
+
+
+def _ar_of(ts: list[TargetResult], with_vsd: bool) -> dict:
+    """AR figures (and the oracles) averaged over target results ``ts`` (None when empty or,
+    for an oracle, when no target carries it)."""
+    keys = ("ar", "ar_mssd", "ar_mspd", "ar_vsd", "ar_best_of_hypotheses", "ar_mssd_best_coarse")
+    if not ts:
+        return dict.fromkeys(keys)
+
+    def mean(vals):
+        return float(np.mean(vals))
+
+    ms, mp = mean([t.recall_mssd for t in ts]), mean([t.recall_mspd for t in ts])
+    vs = mean([t.recall_vsd for t in ts]) if with_vsd else None
+    out = {"ar_mssd": ms, "ar_mspd": mp, "ar_vsd": vs,
+           "ar": (ms + mp) / 2.0 if vs is None else (vs + ms + mp) / 3.0}
+    if any(t.oracle_recall_mssd is not None for t in ts):
+        def o(t, k):   # an estimate without hypotheses: its own pose; none: 0
+            v = getattr(t, "oracle_recall_" + k)
+            return v if v is not None else getattr(t, "recall_" + k)
+        oms, omp = mean([o(t, "mssd") for t in ts]), mean([o(t, "mspd") for t in ts])
+        if with_vsd:
+            out["ar_best_of_hypotheses"] = (mean([o(t, "vsd") for t in ts]) + oms + omp) / 3.0
+        else:
+            out["ar_best_of_hypotheses"] = (oms + omp) / 2.0
+    else:
+        out["ar_best_of_hypotheses"] = None
+    out["ar_mssd_best_coarse"] = (mean([t.coarse_recall_mssd or 0.0 for t in ts])
+                                  if any(t.coarse_recall_mssd is not None for t in ts) else None)
+    return out
+
+
+def _poses(x) -> np.ndarray | None:
+    """Optional poses (list / array) -> (N, 4, 4) float64, or None when absent or empty."""
+    if x is None:
+        return None
+    a = np.asarray(x, dtype=np.float64).reshape(-1, 4, 4)
+    return a if len(a) else None
+
+
+def _oracle_recalls(est: Estimate, frame: BopFrame, Tg: np.ndarray, ob: "_Obj", do_vsd: bool,
+                    renderer, vsd_delta: float) -> dict:
+    """The oracle fields of :class:`TargetResult` for estimate ``est`` of the GT pose Tg (4, 4)
+    [m]: recalls of the best of its hypotheses per metric, and the MSSD recall of its best coarse
+    pose (None where the estimate carries none)."""
+    out: dict = {}
+    Rg, tg = Tg[:3, :3], Tg[:3, 3]
+    H = _poses(est.hypotheses)
+    if H is not None:
+        e_ms = np.array([metrics.mssd(T[:3, :3], T[:3, 3], Rg, tg, ob.pts, ob.syms) for T in H])
+        e_mp = np.array([metrics.mspd(T[:3, :3], T[:3, 3], Rg, tg, frame.K, ob.pts, ob.syms)
+                         if T[2, 3] > 0 else np.inf for T in H])
+        out["oracle_recall_mssd"] = float(np.mean(e_ms.min() < _MSSD_TH * ob.diameter))
+        out["oracle_recall_mspd"] = float(np.mean(e_mp.min()
+                                                  < metrics.mspd_thresholds(frame.width)))
+        if do_vsd:
+            depth_gt = renderer.render(ob.key, Tg, frame.K, width=frame.width,
+                                       height=frame.height).depth[0]
+            e_v = np.stack([vsd(frame.depth, frame.K, T, Tg, renderer, ob.key, ob.diameter,
+                                VSD_TAUS, vsd_delta, depth_gt=depth_gt) for T in H])  # (N, tau)
+            best = e_v.min(0)                                                        # (tau,)
+            out["oracle_recall_vsd"] = float(np.mean(best[:, None] < VSD_THETAS[None, :]))
+    C = _poses(est.coarse_poses)
+    if C is not None:
+        e_c = min(metrics.mssd(T[:3, :3], T[:3, 3], Rg, tg, ob.pts, ob.syms) for T in C)
+        out["coarse_recall_mssd"] = float(np.mean(e_c < _MSSD_TH * ob.diameter))
+    return out
 
 
 # --------------------------------------------------------------------------- matching
@@ -573,6 +704,9 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
                     has = ei >= 0
                     reason = None if has else (reasons.pop(0) if reasons
                                                else "no estimate returned")
+                    oracle = _oracle_recalls(cand[ei], frame, frame.gt[g].T_cam_obj, ob, do_vsd,
+                                             renderer, vsd_delta) if has else {}
+                    vf = frame.gt_info[g].visib_fract if g < len(frame.gt_info) else -1.0
                     results.append(TargetResult(
                         scene_id=scene_id, im_id=im_id, obj_id=t.obj_id, gt_idx=int(g),
                         diameter_m=ob.diameter, image_width=frame.width, has_estimate=bool(has),
@@ -585,7 +719,8 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
                         if do_vsd else None,
                         recall_vsd=float(m_vsd[gi].mean()) if do_vsd else None,
                         recall_mssd=float(m_mssd[gi].mean()),
-                        recall_mspd=float(m_mspd[gi].mean()), reason=reason))
+                        recall_mspd=float(m_mspd[gi].mean()), reason=reason,
+                        visib_fract=float(vf) if vf >= 0 else None, **oracle))
                     rec_mssd.append(m_mssd[gi])
                     rec_mspd.append(m_mspd[gi])
                     rec_adds.append(m_adds[gi])
@@ -618,6 +753,7 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
         why = "VSD disabled" if not compute_vsd else \
             f"{n_no_depth} of {n} targets have no depth image, VSD n/a"
         ar_def = f"mean(AR_MSSD, AR_MSPD) only ({why}); not comparable to BOP's AR"
+    oracles = _ar_of(results, n_no_depth == 0)
     known = [t for t in image_times if t >= 0]
     t_img = float(np.mean(known)) if known and len(known) == len(image_times) else None
     t_tgt = float(np.sum(known)) / n if t_img is not None else None
@@ -627,7 +763,9 @@ def evaluate(dataset: BopDataset, estimator: EstimatorFn | None = None, renderer
         ar_vsd=ar_vsd, ar_mssd=ar_mssd, ar_mspd=ar_mspd, ar=float(ar), ar_definition=ar_def,
         vsd_recall_theta03=vsd03, adds_recall_01d=float(np.mean(rec_adds)),
         mean_time_per_image=t_img, mean_time_per_target=t_tgt, recalls=recalls,
-        targets=results, notes=notes, skipped=skipped)
+        targets=results, notes=notes, skipped=skipped,
+        ar_best_of_hypotheses=oracles["ar_best_of_hypotheses"],
+        ar_mssd_best_coarse=oracles["ar_mssd_best_coarse"])
 
 
 # --------------------------------------------------------------------------- CLI

@@ -28,8 +28,21 @@ from coop_ros.errors import InputError
 __all__ = ["configure_parser", "run", "read_camera"]
 
 
+def _number(value, path, field: str, positive: bool = False) -> float:
+    """A camera-file field as a finite float (> 0 with ``positive``); InputError naming the file
+    and the field otherwise."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    v = float(value) if ok else float("nan")
+    if not ok or not np.isfinite(v) or (positive and v <= 0):
+        want = "a finite number > 0" if positive else "a finite number"
+        raise InputError(f"camera file {path}: '{field}' must be {want}, got {value!r}")
+    return v
+
+
 def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
-    """(K (3, 3), depth scale [mm per raw unit] or None, (W, H) or None) from a camera JSON."""
+    """(K (3, 3), depth scale [mm per raw unit] or None, (W, H) or None) from a camera JSON.
+    InputError naming the file and the field for a wrong type or value (``"fx": "a"``,
+    ``"depth_scale": null``, a non-finite or non-positive focal length, ...)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -42,25 +55,30 @@ def read_camera(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]
     if not isinstance(data, dict):
         raise InputError(f"camera file {path}: expected a JSON object")
     if "cam_K" in data:
-        try:
-            k = np.asarray(data["cam_K"], dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise InputError(f"camera file {path}: cam_K must be 9 numbers") from None
-        if k.size != 9:
+        k = data["cam_K"]
+        if not isinstance(k, list) or len(k) != 9:
             raise InputError(f"camera file {path}: cam_K must be 9 numbers (row-major 3x3 "
-                             f"[fx, 0, cx, 0, fy, cy, 0, 0, 1]), got {k.size}")
-        K = k.reshape(3, 3)
+                             f"[fx, 0, cx, 0, fy, cy, 0, 0, 1]), got "
+                             f"{len(k) if isinstance(k, list) else repr(k)}")
+        K = np.array([_number(v, path, f"cam_K[{i}]") for i, v in enumerate(k)]).reshape(3, 3)
     elif all(k in data for k in ("fx", "fy", "cx", "cy")):
-        K = np.array([[data["fx"], 0, data["cx"]], [0, data["fy"], data["cy"]], [0, 0, 1.0]],
-                     dtype=np.float64)
+        K = np.array([[_number(data["fx"], path, "fx"), 0, _number(data["cx"], path, "cx")],
+                      [0, _number(data["fy"], path, "fy"), _number(data["cy"], path, "cy")],
+                      [0, 0, 1.0]], dtype=np.float64)
     else:
         raise InputError(f"camera file {path}: needs 'cam_K' (BOP) or 'fx', 'fy', 'cx', 'cy'")
-    try:
-        size = (int(data["width"]), int(data["height"])) if "width" in data and "height" in \
-            data else None
-    except (TypeError, ValueError):
-        raise InputError(f"camera file {path}: width / height must be integers") from None
-    scale = float(data["depth_scale"]) if "depth_scale" in data else None
+    from coop_ros.geometry.camera import check_intrinsics
+    K = check_intrinsics(K, name=f"camera file {path}: K")
+    size = None
+    if "width" in data and "height" in data:
+        w, h = data["width"], data["height"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and
+                   float(v).is_integer() for v in (w, h)):
+            raise InputError(f"camera file {path}: width / height must be integers > 0, got "
+                             f"{w!r} / {h!r}")
+        size = (int(w), int(h))
+    scale = _number(data["depth_scale"], path, "depth_scale", positive=True) \
+        if "depth_scale" in data else None
     return K, scale, size
 
 
@@ -72,7 +90,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", required=True, help="camera JSON (BOP cam_K or fx/fy/cx/cy)")
     p.add_argument("--mesh", required=True, help="object mesh (.ply / .obj)")
     p.add_argument("--units", default="mm", choices=("mm", "m"), help="mesh units")
-    p.add_argument("--box", required=True, help="detection box x,y,w,h in pixels")
+    p.add_argument("--box", required=True, help="detection box x,y,w,h in pixels (may start "
+                   "with a negative number: --box -30,10,50,60)")
     p.add_argument("--mask", default=None, help="optional detection mask image (non-zero = object)")
     p.add_argument("--mode", choices=("rgb", "rgbd"), default=None,
                    help="rgb or rgbd (default: rgbd when --depth is given)")
@@ -111,7 +130,7 @@ def _check_out(path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     # ---- every argument first (cheap); the pipeline (torch, renderer) only after
-    from coop_ros.pipeline.sanity import depth_unit_problem
+    from coop_ros.pipeline.sanity import box_scale_problem, depth_unit_problem, intrinsics_problem
     for flag in ("rgb", "depth", "camera", "mesh", "mask"):
         v = getattr(args, flag)
         if v is not None and not Path(v).is_file():
@@ -126,12 +145,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--box must be x,y,w,h numbers, got {args.box!r}") from None
     if len(box) != 4:
         raise InputError(f"--box must be 4 numbers x,y,w,h, got {len(box)}")
+    if not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+        raise InputError(f"--box must be finite x,y,w,h with w, h > 0, got {args.box!r}")
+    if args.depth_scale is not None and not (np.isfinite(args.depth_scale)
+                                             and args.depth_scale > 0):
+        raise InputError(f"--depth-scale must be a finite number > 0 (millimetres per raw depth "
+                         f"unit), got {args.depth_scale!r}")
     rgb = cv2.cvtColor(_read_image(args.rgb, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     K, cam_scale, size = read_camera(args.camera)
     H, W = rgb.shape[:2]
     if size is not None and size != (W, H):
         raise InputError(f"camera file {args.camera} is for {size[0]}x{size[1]} images, "
                          f"--rgb {args.rgb} is {W}x{H}")
+    # the node's plausibility checks of the inputs (coop_ros/pipeline/sanity.py)
+    p = intrinsics_problem(K, W, H)
+    if p:
+        raise InputError(f"camera file {args.camera}: {p[1]}")
     depth = None
     if args.depth:
         raw = _read_image(args.depth, cv2.IMREAD_UNCHANGED)
@@ -143,9 +172,28 @@ def run(args: argparse.Namespace) -> int:
         p = depth_unit_problem(depth, f"--depth x depth scale {scale:g} mm")
         if p and p[0] == "error":
             raise InputError(p[1])
+        if p:
+            print(f"coop-ros estimate: warning: {p[1]}", file=sys.stderr)
     mode = args.mode or ("rgbd" if depth is not None else "rgb")
     if mode == "rgbd" and depth is None:
         raise InputError("--mode rgbd needs --depth")
+    # the mesh (no torch yet): its units, and the box against its size at the measured depth
+    import warnings
+
+    from coop_ros.objects import ObjectModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obj = ObjectModel.load(args.mesh, units=args.units, name="object")
+    if obj.units_suspect:
+        print(f"coop-ros estimate: warning: --mesh {args.mesh} --units {args.units}: its "
+              f"diameter is {obj.diameter / (1e-3 if args.units == 'mm' else 1.0):.4g} "
+              f"{args.units}, implausible for an object a camera estimates (wrong --units?); a "
+              "pose that the measurements contradict is reported failed (implausible_pose)",
+              file=sys.stderr)
+    if mode == "rgbd":
+        p = box_scale_problem(box, depth, K, obj.diameter)
+        if p:
+            raise InputError(f"--box {args.box}: {p[1]} (--depth-scale / camera file)")
     mask = None
     if args.mask:
         mask = _read_image(args.mask, cv2.IMREAD_GRAYSCALE) > 0
@@ -159,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
     cfg = PoseConfig(backend=args.backend, template_cache_dir=cache, device=args.device)
     est = PoseEstimator(cfg)
-    est.add_object("object", args.mesh, units=args.units)
+    est.add_object("object", obj)
     res = est.estimate(rgb, K, [Detection("object", box, mask)], depth=depth, mode=mode,
                        num_hypotheses=args.hypotheses, coarse_only=args.coarse_only)[0]
     d = {"status": res.status, "reason": res.reason, "mode": mode, "score": res.score,

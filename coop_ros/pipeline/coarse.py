@@ -5,6 +5,12 @@ matched template pixel (the template's xyz map) give 2D-3D correspondences -> EP
 RGB-D: the query depth at the patch centre lifts the query side to 3D too -> Kabsch inside
 MAGSAC++ (3D-3D); if that fails the RGB PnP is used with its translation moved onto the observed
 depth.
+
+RGB also takes, from the best-scored templates, the pose of the matcher's own alignment (the
+template's view turned in-plane) placed so that the object's projected box fits the detection box
+(:func:`similarity_hypotheses`): EPnP on correspondences that are only as good as the nearest
+view errs in depth, the box does not (real LM-O dev, every 4th image: among the 5 best-ranked
+candidates the best MSSD recall rose from 0.22 to 0.29).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from coop_ros.geometry.se3 import rotation_angle_deg
 from coop_ros.errors import Reason
 
 __all__ = ["CoarseHypothesis", "correspondences", "coarse_hypotheses", "patch_depth",
-           "observed_points", "depth_hypotheses"]
+           "observed_points", "depth_hypotheses", "similarity_hypotheses", "fit_box"]
 
 
 @dataclass
@@ -221,6 +227,63 @@ def coarse_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, mode: str,
                                                        "no template gave a pose")
         raise EstimationError(first.reason, first.detail)
     return hyps, fails
+
+
+def _projected_box(T: np.ndarray, points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(u0, v0, u1, v1) [px]: the pixel extent (edges, pixel centres at integers) of object points
+    (N, 3) [m] projected at pose T (4, 4) with K (3, 3)."""
+    X = points @ T[:3, :3].T + T[:3, 3]
+    z = np.maximum(X[:, 2], 1e-9)
+    u = K[0, 0] * X[:, 0] / z + K[0, 2]
+    v = K[1, 1] * X[:, 1] / z + K[1, 2]
+    return np.array([u.min() - 0.5, v.min() - 0.5, u.max() + 0.5, v.max() + 0.5])
+
+
+def fit_box(T: np.ndarray, box_xywh, points: np.ndarray, K: np.ndarray, center_obj: np.ndarray,
+            steps: int = 3) -> np.ndarray:
+    """Pose T (4, 4) [m] moved, its rotation kept, so that the projection of ``points`` (N, 3)
+    [m] (the object's hull) spans the detection box (x, y, w, h) [px]: its centre moved along the
+    viewing ray by the ratio of the two boxes' sizes (geometric mean of width and height), then
+    across it by the offset of their centres, ``steps`` times. Returns a new (4, 4)."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    b0 = np.array([x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5])
+    s0 = np.sqrt((b0[2] - b0[0]) * (b0[3] - b0[1]))
+    out = np.array(T, dtype=np.float64)
+    R = out[:3, :3]
+    for _ in range(steps):
+        b = _projected_box(out, points, K)
+        s = np.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 1e-12))
+        c = (R @ center_obj + out[:3, 3]) * (s / s0)
+        out[:3, 3] = c - R @ center_obj
+        b = _projected_box(out, points, K)
+        out[0, 3] += 0.5 * (b0[0] + b0[2] - b[0] - b[2]) * c[2] / K[0, 0]
+        out[1, 3] += 0.5 * (b0[1] + b0[3] - b[1] - b[3]) * c[2] / K[1, 1]
+    return out
+
+
+def similarity_hypotheses(matches: CoarseMatches, bank, query: ImageCrop, box_xywh, K: np.ndarray,
+                          points: np.ndarray, center_obj: np.ndarray, n_templates: int = 24
+                          ) -> list[CoarseHypothesis]:
+    """For each of the ``n_templates`` best-scored templates: the pose of the matcher's alignment
+    (``matches.info["similarity"]``: template -> query crop; :func:`similarity_pose`) placed by
+    :func:`fit_box` on the detection box ``box_xywh`` of the image with intrinsics ``K``
+    (``points``: the object's hull (N, 3) [m]). Templates without an alignment give none."""
+    sims = (matches.info or {}).get("similarity")
+    if sims is None:
+        return []
+    scores = np.asarray(matches.template_scores, dtype=np.float64)
+    out = []
+    for t in np.argsort(-scores, kind="stable")[:n_templates]:
+        M = np.asarray(sims[t], dtype=np.float64)
+        if not (np.all(np.isfinite(M)) and abs(np.linalg.det(M[:, :2])) > 1e-9) or scores[t] <= 0:
+            continue
+        T = fit_box(similarity_pose(M, bank, int(t), query.K, center_obj), box_xywh, points, K,
+                    center_obj)
+        if np.all(np.isfinite(T)) and T[2, 3] > 0:
+            out.append(CoarseHypothesis(T=T, template_index=int(t),
+                                        template_score=float(scores[t]), num_correspondences=0,
+                                        num_inliers=0))
+    return out
 
 
 def _duplicate(R: np.ndarray, t: np.ndarray, hyps: list, diameter: float) -> bool:

@@ -80,6 +80,15 @@ class PoseConfig:
     depth_hypotheses: RGB-D: coarse poses from the observed depth geometry alone
         (:func:`coop_ros.pipeline.coarse.depth_hypotheses`), ranked by the image evidence with
         the template ones (0: off).
+    box_sigma: how exactly the detection boxes fit the objects' visible parts: the side noise the
+        image evidence's box_fit term allows, as a fraction of the box's long side
+        (:data:`coop_ros.evidence.BOX_SIGMA`, 0.016, calibrated with BOP's visible GT boxes on
+        real LM-O; with every box side moved by 3 % / 8 % of the long side at random it still
+        beat sigma = 0.05 / 0.08: refine_pose from GT AR* 0.926 / 0.901 against 0.908 / 0.861).
+    polish_levels: (first, end) levels of the evidence search that polishes the selected pose
+        (and a pose given to ``refine_pose``) on the evidence with the box fit
+        (:data:`coop_ros.evidence.POLISH_WEIGHTS`): level k moves by 8 / 2^k deg, 4 / 2^k crop
+        px and 4 / 2^k % of the distance; (2, 5): 2 deg down to 0.5 deg. (0, 0): no polish.
     proxy_faces: faces of the simplified mesh the evidence renders (a silhouette of a 30-200 px
         object needs no more; the full mesh renders the templates and the flow steps).
     coarse_ckpt / refiner_ckpt / selection_ckpt: checkpoint files of the learned backend
@@ -108,6 +117,8 @@ class PoseConfig:
     search_levels: int = 4
     coarse_candidates: int = 12
     depth_hypotheses: int = 4
+    box_sigma: float = 0.016
+    polish_levels: tuple = (2, 5)
     proxy_faces: int = 2000
     seed: int = 0
     coarse_ckpt: str | None = None
@@ -151,6 +162,14 @@ class PoseConfig:
             bad("coarse_candidates", "must be an integer in [1, 64]")
         if not isinstance(self.depth_hypotheses, int) or not 0 <= self.depth_hypotheses <= 64:
             bad("depth_hypotheses", "must be an integer in [0, 64]")
+        if not (isinstance(self.box_sigma, (int, float)) and math.isfinite(self.box_sigma)
+                and 0.001 <= self.box_sigma <= 1.0):
+            bad("box_sigma", "must be a fraction of the box size in [0.001, 1]")
+        pl = self.polish_levels
+        if not (isinstance(pl, (tuple, list)) and len(pl) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in pl)
+                and 0 <= pl[0] <= pl[1] <= 8):
+            bad("polish_levels", "must be two integers (first, end) with 0 <= first <= end <= 8")
         if not isinstance(self.proxy_faces, int) or self.proxy_faces < 100:
             bad("proxy_faces", "must be an integer >= 100")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -190,8 +209,10 @@ class Hypothesis:
     score: selection score in [0, 1] (higher = better; weight-free: the image evidence of T,
     :mod:`coop_ros.evidence`); score_terms: its parts; score_coarse: the evidence of T_coarse
     (refinement never lowers it: score >= score_coarse).
-    covariance: (6, 6) or None. status: "ok" (hypotheses do not fail: a refinement that raised
-    keeps T = T_coarse and says why). reason: "" or the text "<reason>: <detail>";
+    covariance: (6, 6) or None. status: "ok" (a refinement that raised keeps T = T_coarse and
+    says why), or "failed" for an alternative of an ok result whose pose failed the plausibility
+    gate (:mod:`coop_ros.pipeline.gate`; reason ``implausible_pose``: not published as an
+    alternative). reason: "" or the text "<reason>: <detail>";
     reason_code: its :class:`~coop_ros.errors.Reason` (None when refinement ran): the
     refinement's error reason (the coarse pose kept), or ``Reason.NOT_REFINED`` for a hypothesis
     the time budget left unrefined (T = T_coarse).
@@ -238,7 +259,8 @@ class PoseResult:
     when the object was registered before -- ``PoseEstimator.add_object`` returns that time),
     "crop", "coarse", "refine" (all hypotheses), "refine_iter_<k>" (k-th refine iteration summed
     over hypotheses; RGB: the last one is the depth check, RGB-D: the last one is the ICP),
-    "selection", "total".
+    "selection", "gate" (the plausibility gate, :mod:`coop_ros.pipeline.gate`; included in
+    "total"), "total".
     mode: "rgb" or "rgbd".
     """
 

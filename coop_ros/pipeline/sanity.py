@@ -9,7 +9,7 @@ observed depth"). These checks run first and say what probably happened:
 * :func:`intrinsics_problem` -- the field of view fx / fy imply for the image size;
 * :func:`box_scale_problem` -- the detection box against the largest size the object (its
   diameter) can have in the image at the measured depth with these intrinsics: catches a depth
-  scale too large (x10) or a focal length too small (x0.1).
+  scale too large (x10), a focal length too small (x0.1) or a mesh 1000x too small (units).
 
 Each returns None, or ``(level, message)`` with level "error" (the input cannot be right) or
 "warning" (suspicious, processing goes on). No ROS import.
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["depth_unit_problem", "intrinsics_problem", "box_scale_problem"]
+__all__ = ["depth_unit_problem", "intrinsics_problem", "box_scale_problem", "frame_problems"]
 
 #: median depth outside [MIN, MAX] metres is not what a depth camera looking at a table-top
 #: object measures
@@ -110,9 +110,16 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
     the depth is too large for the intrinsics (depth scale x10, or fx / fy x0.1). The nearest
     depth is the 2nd percentile of the valid depth in the box (occluders in front only make the
     bound larger, so they cause no false alarm). A box with fewer than 20 valid depth pixels is
-    not judged.
+    not judged; a non-finite box is an error (never an exception).
+
+    Args:
+        box_xywh: (4,) detection box [px]; depth_m: (H, W) depth [m], 0 = none; K: (3, 3) [px];
+        diameter_m: the object's diameter [m].
     """
-    x, y, w, h = (float(v) for v in box_xywh)
+    x, y, w, h = (float(v) for v in np.asarray(box_xywh, np.float64).reshape(-1)[:4])
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return ("error", f"detection box (x, y, w, h) = ({x:g}, {y:g}, {w:g}, {h:g}) is not "
+                         "finite")
     d = np.asarray(depth_m)
     H, W = d.shape[:2]
     x0, y0 = max(int(math.floor(x)), 0), max(int(math.floor(y)), 0)
@@ -132,5 +139,19 @@ def box_scale_problem(box_xywh, depth_m: np.ndarray, K: np.ndarray, diameter_m: 
         return ("error", f"detection box {diag:.0f} px across is {diag / max_px:.1f}x the "
                          f"{max_px:.0f} px a {diameter_m * 1000:.0f} mm object can span at the "
                          f"measured depth {z_near:.3g} m with fx {K[0, 0]:.4g} px: depth scale "
-                         "too large (x10?) or focal length too small (x0.1?)")
+                         "too large (x10?), focal length too small (x0.1?) or the mesh too "
+                         "small (units mm for a mesh in metres?)")
     return None
+
+
+def frame_problems(K: np.ndarray, width: int, height: int, depth_m: np.ndarray | None = None,
+                   depth_source: str = "32FC1") -> tuple[str | None, list[str]]:
+    """The node's frame-level checks for a caller without ROS (``coop-ros eval``): field of view
+    of K for the image size, and the depth unit (``depth_source`` as in
+    :func:`depth_unit_problem`). Returns (the first error's message or None, warnings)."""
+    errors, warns = [], []
+    for p in (intrinsics_problem(K, width, height),
+              None if depth_m is None else depth_unit_problem(depth_m, depth_source)):
+        if p:
+            (errors if p[0] == "error" else warns).append(p[1])
+    return (errors[0] if errors else None), warns

@@ -87,26 +87,53 @@ def depth_to_m(msg) -> np.ndarray:
     return d
 
 
+#: names of the row-major entries of CameraInfo.k
+_K_NAMES = ("fx", "k[1] (skew)", "cx", "k[3]", "fy", "cy", "k[6]", "k[7]", "k[8]")
+
+
 def camera_info_to_K(msg) -> tuple[np.ndarray, tuple[int, int]]:
-    """sensor_msgs/CameraInfo -> (K (3, 3) float64 pixels, (width, height))."""
+    """sensor_msgs/CameraInfo -> (K (3, 3) float64 pixels, (width, height)). InputError naming
+    the entry: a non-finite one (``cx nan``), fx or fy <= 0."""
     K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise InputError(f"camera_info: invalid K {K.reshape(-1).tolist()} (fx, fy must be > 0)")
+    bad = [f"{_K_NAMES[i]} {v}" for i, v in enumerate(K.reshape(-1)) if not np.isfinite(v)]
+    if bad:
+        raise InputError(f"camera_info: K has non-finite entries: {', '.join(bad)} (K = "
+                         f"{K.reshape(-1).tolist()})")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InputError(f"camera_info: fx {K[0, 0]:g}, fy {K[1, 1]:g} (both must be > 0 "
+                         f"pixels; K = {K.reshape(-1).tolist()})")
     return K, (int(msg.width), int(msg.height))
 
 
 def detections_from_msg(msg) -> list[dict]:
-    """vision_msgs/Detection2DArray -> [{class_id, score, box_xywh (4,), id, index}] (the highest
-    scoring hypothesis of each detection; a detection without results has class_id '')."""
+    """vision_msgs/Detection2DArray -> [{class_id, score, box_xywh (4,), id, index, problem}]
+    (the highest scoring hypothesis of each detection; a detection without results has class_id
+    ''). ``problem`` is "" or why the detection cannot be used: a non-finite bbox centre / size
+    or score (named, e.g. "bbox.center.position.x nan"); its box is then NaN and it must be
+    answered failed (``bad_input``) without estimation."""
     out = []
     for i, d in enumerate(msg.detections):
-        best = max(d.results, key=lambda r: r.hypothesis.score, default=None)
+        scores = [float(r.hypothesis.score) for r in d.results]
+        finite = [r for r, s in zip(d.results, scores) if np.isfinite(s)]
+        best = max(finite, key=lambda r: r.hypothesis.score, default=None)
         cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
         w, h = d.bbox.size_x, d.bbox.size_y
+        fields = {"bbox.center.position.x": cx, "bbox.center.position.y": cy,
+                  "bbox.size_x": w, "bbox.size_y": h}
+        bad = [f"{k} {v}" for k, v in fields.items() if not np.isfinite(v)]
+        if d.results and best is None:
+            bad.append(f"results[].hypothesis.score {scores}")
+        problem = ""
+        if bad:
+            problem = (f"detection {i} (id {d.id!r}): {', '.join(bad)} not finite (the detector "
+                       "sent an invalid box or score)")
+        if best is None and d.results:
+            best = d.results[0]
         out.append({"class_id": "" if best is None else str(best.hypothesis.class_id),
-                    "score": 1.0 if best is None else float(best.hypothesis.score),
+                    "score": 1.0 if not d.results else (float(best.hypothesis.score) if not bad
+                                                        else 0.0),
                     "box_xywh": np.array([cx - w / 2.0, cy - h / 2.0, w, h], dtype=np.float64),
-                    "id": d.id, "index": i})
+                    "id": d.id, "index": i, "problem": problem})
     return out
 
 

@@ -11,7 +11,10 @@ detections: ~20 ms); with a 16 MiB segment in the publisher: depth p50 9 ms / ma
 segment of the *subscriber* makes no difference.
 
 :func:`ensure_shm_segment` points Fast DDS at a profile with a larger segment (SHM + UDPv4, like
-the built-in transports otherwise) for the calling process. It must run before the process's
+the built-in transports otherwise) for the calling process; the profile lives where only this
+user can write: ``$XDG_RUNTIME_DIR`` when it is a private directory, else a new 0600 file made
+with ``mkstemp`` in the temp directory and removed at exit (a fixed name in the world-writable
+/tmp could be planted or blocked by another user). It must run before the process's
 first ``rclpy.init``; the node (its own outputs: ``coop/overlay`` is a full image) and the
 replay / test / soak publishers call it. It leaves Fast DDS alone when the user configured it
 (``FASTDDS_DEFAULT_PROFILES_FILE``, ``FASTRTPS_DEFAULT_PROFILES_FILE``,
@@ -22,11 +25,16 @@ when another middleware is selected (``RMW_IMPLEMENTATION``), or when
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["profile_xml", "ensure_shm_segment", "DEFAULT_SEGMENT_MB", "SEGMENT_ENV"]
+__all__ = ["profile_xml", "ensure_shm_segment", "cleanup", "private_dir", "DEFAULT_SEGMENT_MB",
+           "SEGMENT_ENV"]
 
 DEFAULT_SEGMENT_MB = 16
 SEGMENT_ENV = "COOP_ROS_SHM_SEGMENT_MB"
@@ -35,11 +43,21 @@ USER_CONFIG_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_F
 FASTDDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
 
 
-def profile_xml(segment_bytes: int) -> str:
-    """A Fast DDS XML profile: default participant with SHM (``segment_bytes``) + UDPv4."""
+#: SHM port queue of a receiving participant [messages]: a sample arrives as 64 KiB fragments,
+#: and with the default 512 a best-effort sample of more than 32 MiB (a 4096x3072 rgb8 image is
+#: 37.7 MB, 576 fragments) never completes -- it is dropped without a trace. 4096 cells: 256 MiB.
+PORT_QUEUE_CAPACITY = 4096
+
+
+def profile_xml(segment_bytes: int, port_queue_capacity: int = PORT_QUEUE_CAPACITY) -> str:
+    """A Fast DDS XML profile: default participant with SHM (``segment_bytes``,
+    ``port_queue_capacity`` messages in its receiving port) + UDPv4."""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!-- coop_ros: Fast DDS shared-memory segment large enough for camera images (the default 512 KiB
-     delays images / depth larger than ~0.5 MB by up to the next frame or 3 s). -->
+     delays images / depth larger than ~0.5 MB by up to the next frame or 3 s; a best-effort
+     image larger than the publisher's segment is lost), and a receiving port queue that holds
+     the fragments of a large image (the default 512 x 64 KiB loses best-effort samples
+     > 32 MiB). -->
 <dds xmlns="http://www.eprosima.com">
   <profiles>
     <transport_descriptors>
@@ -47,6 +65,7 @@ def profile_xml(segment_bytes: int) -> str:
         <transport_id>coop_ros_shm</transport_id>
         <type>SHM</type>
         <segment_size>{int(segment_bytes)}</segment_size>
+        <port_queue_capacity>{int(port_queue_capacity)}</port_queue_capacity>
       </transport_descriptor>
       <transport_descriptor>
         <transport_id>coop_ros_udp</transport_id>
@@ -67,10 +86,71 @@ def profile_xml(segment_bytes: int) -> str:
 """
 
 
+#: profile files this process created in a shared temp directory (removed by :func:`cleanup`)
+_CREATED: list[str] = []
+
+
+def private_dir(environ=None) -> Path | None:
+    """``$XDG_RUNTIME_DIR`` when it is a private per-user directory (a real directory, not a
+    symbolic link, owned by this user, no access for group / others: what the XDG base
+    directory spec promises), else None."""
+    env = os.environ if environ is None else environ
+    raw = env.get("XDG_RUNTIME_DIR", "").strip()
+    if not raw or not os.path.isabs(raw) or not hasattr(os, "getuid"):
+        return None
+    try:
+        st = os.lstat(raw)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return Path(raw)
+
+
+def _write_private(folder: Path, name: str, text: str) -> Path:
+    """``folder / name`` holding ``text`` (in a private folder: reused when it already holds
+    it, else written to a fresh mkstemp file and renamed over it, atomically)."""
+    path = folder / name
+    try:
+        if path.is_file() and not path.is_symlink() and path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_unique(folder: Path, text: str) -> Path:
+    """A new file in ``folder`` holding ``text``, created by ``mkstemp`` (O_CREAT | O_EXCL,
+    mode 0600, a random name: nobody can plant or block it), removed at exit."""
+    fd, tmp = tempfile.mkstemp(prefix="coop_ros_fastdds_shm_", suffix=".xml", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    _CREATED.append(tmp)
+    if len(_CREATED) == 1:
+        atexit.register(cleanup)
+    return Path(tmp)
+
+
+def cleanup() -> None:
+    """Remove the profile files this process created in a shared temp directory (registered
+    with ``atexit``; ``coop_node`` calls it itself before its ``os._exit``)."""
+    while _CREATED:
+        with contextlib.suppress(OSError):
+            os.unlink(_CREATED.pop())
+
+
 def ensure_shm_segment(environ=None, cwd=None, directory=None) -> tuple[bool, str]:
     """Make this process's Fast DDS participants use a larger shared-memory segment (see the
     module docstring) by setting ``FASTDDS_DEFAULT_PROFILES_FILE`` in ``environ`` (default
-    ``os.environ``) to a profile written under ``directory`` (default: the temp directory).
+    ``os.environ``) to a profile this process controls: in ``$XDG_RUNTIME_DIR`` when that is a
+    private per-user directory (:func:`private_dir`; the file is reused by later processes),
+    else a new 0600 file created with ``mkstemp`` (O_EXCL, random name) in ``directory``
+    (default: the temp directory), removed at exit. Never a predictable name in a
+    world-writable folder, where another user could plant a profile or block the name.
 
     Returns (applied, a line for the log saying what was done or why nothing was).
     Raises ValueError for a ``COOP_ROS_SHM_SEGMENT_MB`` that is not a number >= 0."""
@@ -80,7 +160,7 @@ def ensure_shm_segment(environ=None, cwd=None, directory=None) -> tuple[bool, st
         mb = float(raw) if raw else float(DEFAULT_SEGMENT_MB)
     except ValueError:
         mb = -1.0
-    if not (mb >= 0):
+    if not (mb >= 0) or not math.isfinite(mb):
         raise ValueError(f"{SEGMENT_ENV} must be a size in MiB >= 0 (0: leave Fast DDS at its "
                          f"defaults), got {raw!r}")
     if mb == 0:
@@ -95,14 +175,12 @@ def ensure_shm_segment(environ=None, cwd=None, directory=None) -> tuple[bool, st
     if local.is_file():
         return False, f"Fast DDS configured by the user ({local}); left as it is"
     size = int(mb * 1024 * 1024)
-    d = Path(directory or tempfile.gettempdir())
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    path = d / f"coop_ros_fastdds_shm_{size}_{uid}.xml"
     text = profile_xml(size)
-    if not (path.is_file() and path.read_text() == text):
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)          # atomic: concurrent processes never read half a file
+    private = private_dir(env)
+    if private is not None:
+        path = _write_private(private, f"coop_ros_fastdds_shm_{size}.xml", text)
+    else:
+        path = _write_unique(Path(directory or tempfile.gettempdir()), text)
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
     return True, (f"Fast DDS shared-memory segment {mb:g} MiB for this process's publishers "
                   f"(profile {path}; {SEGMENT_ENV}=0 keeps the 512 KiB default)")

@@ -10,10 +10,11 @@ recorded one in the bag tool, and both publish / write the same messages.
     out.poses, out.estimates, out.tf, out.object_poses, out.marker_items, out.notes
 
 Per frame, in order: stale check (``discard_older_than_ms``); detections -> objects (unknown
-class_ids fail alone); ``max_detections`` (highest detector scores first, the rest skipped);
+class_ids and non-finite boxes / scores fail alone, ``bad_input``); ``max_detections`` (highest detector scores first, the rest skipped);
 image / depth / camera_info conversion and plausibility checks (a frame-level problem fails every
 detection with ``bad_input: ...``); a per-detection scale check (rgbd); estimation under the time
-budget; messages. Problems with the inputs that do not stop the frame (frame_id mismatch, empty
+budget (whatever one detection raises fails that detection alone; every pose passes the
+plausibility gate, coop_ros/pipeline/gate.py); messages. Problems with the inputs that do not stop the frame (frame_id mismatch, empty
 frame_id, stamp 0, suspicious depth) are returned in ``notes`` for /diagnostics and the log.
 """
 from __future__ import annotations
@@ -197,7 +198,11 @@ class FrameProcessor:
             counts[spec.name] = k + 1
             entries.append((d, spec, f"{spec.name}_{k}"))
         results: list = [None] * len(entries)
-        known = [i for i, (_, s, _) in enumerate(entries) if s is not None]
+        # a detection whose box / score is not finite is answered failed, never estimated
+        for i, (d, spec, _) in enumerate(entries):
+            if spec is not None and d.get("problem"):
+                results[i] = PoseResult.failed(spec.name, Reason.BAD_INPUT, d["problem"])
+        known = [i for i, (_, s, _) in enumerate(entries) if s is not None and results[i] is None]
 
         def skip_all(idx, reason, detail):
             for i in idx:
@@ -230,11 +235,20 @@ class FrameProcessor:
                 for i in todo:
                     results[i] = PoseResult.failed(entries[i][1].name, Reason.BAD_INPUT, str(e))
                 todo = []
+            except Exception as e:  # noqa: BLE001 -- an unforeseen message: answered, logged
+                for i in todo:
+                    results[i] = PoseResult.failed(entries[i][1].name, Reason.INTERNAL_ERROR,
+                                                   f"reading the frame: {type(e).__name__}: {e}")
+                todo = []
             if todo and depth is not None:
                 from coop_ros.pipeline.sanity import box_scale_problem
                 for i in list(todo):
                     d, spec, _ = entries[i]
-                    p = box_scale_problem(d["box_xywh"], depth, K, self.models[spec.name].diameter)
+                    try:
+                        p = box_scale_problem(d["box_xywh"], depth, K,
+                                              self.models[spec.name].diameter)
+                    except Exception as e:  # noqa: BLE001 -- one detection, not the frame
+                        p = ("error", f"box check failed: {type(e).__name__}: {e}")
                     if p:
                         results[i] = PoseResult.failed(spec.name, Reason.BAD_INPUT, p[1])
                         todo.remove(i)
@@ -242,12 +256,19 @@ class FrameProcessor:
                 reserve = self.output_times.expected("output") * len(entries)
                 if deadline is not None:       # the estimator keeps at least half of what is left
                     reserve = min(reserve, 0.5 * max(deadline - time.monotonic(), 0.0))
-                res = self.estimator.estimate(
-                    rgb, K, [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
-                                       score=entries[i][0]["score"]) for i in todo],
-                    depth=depth, mode=cfg.mode, num_hypotheses=cfg.num_hypotheses,
-                    should_stop=should_stop,
-                    deadline=None if deadline is None else deadline - reserve)
+                try:
+                    res = self.estimator.estimate(
+                        rgb, K, [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
+                                           score=entries[i][0]["score"]) for i in todo],
+                        depth=depth, mode=cfg.mode, num_hypotheses=cfg.num_hypotheses,
+                        should_stop=should_stop,
+                        deadline=None if deadline is None else deadline - reserve)
+                except InputError as e:      # a frame-level input problem the checks missed
+                    res = [PoseResult.failed(entries[i][1].name, Reason.BAD_INPUT, e.detail)
+                           for i in todo]
+                except Exception as e:  # noqa: BLE001 -- the frame is answered all the same
+                    res = [PoseResult.failed(entries[i][1].name, Reason.INTERNAL_ERROR,
+                                             f"{type(e).__name__}: {e}") for i in todo]
                 for i, r in zip(todo, res):
                     results[i] = r
 

@@ -58,7 +58,7 @@ from coop_ros.errors import CoopError
 from coop_ros.msg import ObjectPoseEstimateArray
 from coop_ros.errors import Reason
 from coop_ros.ros import conversions as conv
-from coop_ros.ros.diagnostics import NodeDiagnostics, Rate
+from coop_ros.ros.diagnostics import LOST_HINT, NodeDiagnostics, Rate
 from coop_ros.ros.frame import FrameProcessor, Note
 from coop_ros.ros.parameters import NodeParameters
 from coop_ros.render.overlay import draw_results
@@ -68,6 +68,7 @@ from coop_ros.ros.startup import LARGE_MESH_FACES, load_objects, resolve_backend
 from coop_ros.ros.sync import ApproximateSync, CameraInfoCache, LatestSlot
 
 __all__ = ["CoopNode", "main"]
+
 
 # ----------------------------------------------------------------------------- the node
 
@@ -106,12 +107,22 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self.frames_processed = 0
         self.frames_failed = 0
         self.detections_skipped = 0
+        self.detections_total = 0              # detections answered (any status)
+        self.detections_budget_skipped = 0     # of them skipped budget_exhausted
+        # (monotonic publish time, frame matched -> published [s]): the node's own latency,
+        # queueing included, on its own clock (the stamp latency needs synchronised clocks)
+        self.latency_log = deque(maxlen=1000)
+        self.match_times = deque(maxlen=1000)  # monotonic times frames were matched
+        self.frames_matched_total = 0          # frames matched (the sync is rebuilt on changes)
+        self.detections_unmatched = deque(maxlen=1000)   # (time, n) detections dropped unmatched
         self.frames_stale = 0
         self.last_error = ""
         self.last_error_time = 0.0
         self._camera_infos = CameraInfoCache()
         self._images_since_depth = 0
         self._notes: dict = {}                 # key -> (level, text, monotonic time)
+        self.messages_lost: dict = {}          # input role -> messages the middleware lost
+        self._last_image_size = ""
         self._qos_issues: dict = {}            # topic role -> (text, monotonic time)
         self._slot = LatestSlot()
         self._sync = self._make_sync()
@@ -152,10 +163,18 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         return q
 
     def _sub(self, msg_type, topic: str, role: str, callback):
-        events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info, r=role, t=topic: self._on_incompatible_qos(r, t, info))
-        return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
-                                        event_callbacks=events)
+        def events(lost: bool):
+            return SubscriptionEventCallbacks(
+                incompatible_qos=lambda info, r=role, t=topic: self._on_incompatible_qos(r, t,
+                                                                                      info),
+                message_lost=(lambda info, r=role, t=topic: self._on_message_lost(r, t, info))
+                if lost else None)
+        try:
+            return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
+                                            event_callbacks=events(True))
+        except Exception:  # noqa: BLE001 -- a middleware without the message-lost event
+            return self.create_subscription(msg_type, topic, callback, self._input_qos(role),
+                                            event_callbacks=events(False))
 
     def _pub(self, msg_type, topic: str, qos):
         events = PublisherEventCallbacks(
@@ -200,6 +219,19 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
         self._qos_issues[f"{role}:{name}"] = (text, time.monotonic())
         self.get_logger().error(text, throttle_duration_sec=5.0)
 
+    def _on_message_lost(self, role: str, topic: str, info) -> None:
+        """The middleware lost messages of input ``role`` (a best-effort sample that never
+        completed: for images, usually one larger than the publisher's shared-memory segment):
+        counted, logged and reported on /diagnostics (ERROR for 30 s)."""
+        n = int(getattr(info, "total_count_change", 0) or 0) or 1
+        self.messages_lost[role] = self.messages_lost.get(role, 0) + n
+        name = self.resolve_topic_name(topic)
+        size = self._last_image_size if role in ("image", "depth") else ""
+        text = (f"input '{role}' ('{name}'): {self.messages_lost[role]} messages lost by the "
+                f"middleware so far ({n} now){size}: {LOST_HINT}")
+        self._notes[f"lost:{role}"] = ("error", text, time.monotonic())
+        self.get_logger().error(text, throttle_duration_sec=5.0)
+
     def _on_camera_info(self, msg) -> None:
         self.rates["camera_info"].tick(time.monotonic())
         self._camera_infos.add(conv.stamp_ns(msg.header), msg)
@@ -207,6 +239,10 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
     def _on_input(self, name: str, msg) -> None:
         now = time.monotonic()
         self.rates[name].tick(now)
+        if name == "image":
+            nbytes = len(msg.data)
+            self._last_image_size = (f" (the last image received: {getattr(msg, 'width', '?')}x"
+                                     f"{getattr(msg, 'height', '?')}, {nbytes / 1e6:.1f} MB)")
         if name == "depth":
             self._images_since_depth = 0
         elif name == "image":
@@ -215,12 +251,18 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
             if name not in self._sync.names:   # depth in rgb mode: counted, not synchronised
                 return
             n_before = self._sync.unmatchable
+            d_before = self._sync.dropped.get("detections", 0)
             matched = self._sync.add(name, conv.stamp_ns(msg.header), msg, now)
             mism = self._sync.mismatches[-1] if self._sync.unmatchable > n_before else None
+            d_lost = self._sync.dropped.get("detections", 0) - d_before
         if mism is not None and self._sync_stalled(now):
             self.get_logger().warning(self._mismatch_text(mism), throttle_duration_sec=5.0)
+        if d_lost > 0:   # detections whose image (or depth) never came: lost or late in transport
+            self.detections_unmatched.append((now, d_lost))
         if matched is not None:
             self._last_match = now
+            self.match_times.append(now)
+            self.frames_matched_total += 1
             matched["t_recv"] = now
             self._slot.put(matched)
 
@@ -331,6 +373,11 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
                      f"skipped ({', '.join(f'{k} {v}' for k, v in kinds.items())}); first: "
                      f"{out.skipped[0]}")
         self._publish(out, cfg)
+        self.detections_total += len(out.estimates.estimates)
+        self.detections_budget_skipped += out.skipped_reasons.get(Reason.BUDGET_EXHAUSTED, 0)
+        if "t_recv" in frame:
+            t_pub = time.monotonic()
+            self.latency_log.append((t_pub, t_pub - frame["t_recv"]))
         if stamp != 0:
             self.latencies.append(max(self.get_clock().now().nanoseconds - stamp, 0) * 1e-9)
 
@@ -428,6 +475,8 @@ def main(argv=None, exit_process: bool = True) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     if exit_process:
+        from coop_ros.ros.dds import cleanup
+        cleanup()   # os._exit skips atexit: remove this process's Fast DDS profile file now
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

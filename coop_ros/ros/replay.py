@@ -97,13 +97,15 @@ def make_detections(boxes, header: Header) -> Detection2DArray:
 
 
 def gt_boxes(frame) -> list:
-    """[(class_id = str(obj_id), bbox_visib)] of a BopFrame's GT instances, in GT order."""
+    """[(class_id = str(obj_id), box (x, y, w, h))] of a BopFrame's GT instances, in GT order
+    (the k-th detection is GT instance k): the visible boxes as detections
+    (:meth:`coop_ros.bop.dataset.GtInfo.detection_box`); an instance out of view keeps its empty
+    ``bbox_obj``, which the node answers as a bad box."""
     out = []
     for k, g in enumerate(frame.gt):
-        b = frame.gt_info[k].bbox_visib if k < len(frame.gt_info) else None
-        if b is None or b[2] <= 1 or b[3] <= 1:
-            b = frame.gt_info[k].bbox_obj
-        out.append((str(g.obj_id), tuple(float(v) for v in b)))
+        info = frame.gt_info[k]
+        b = info.detection_box("visib")
+        out.append((str(g.obj_id), b if b is not None else tuple(float(v) for v in info.bbox_obj)))
     return out
 
 
