@@ -517,7 +517,10 @@ def main(argv=None) -> int:
     if args.only:
         data, mode, h = args.only.split(":")
         row = _coop_row(real / data, mode, int(h), args)
-        Path(args.row_json).write_text(json.dumps(row))
+        if args.row_json:
+            Path(args.row_json).write_text(json.dumps(row))
+        else:
+            print_table([row], args.stride)
         return 0
     sections = [s for s in args.sections.split(",") if s]
     work = []

@@ -72,8 +72,8 @@ class NodeParameters:
     def _sync_estimator_config(self, cfg: NodeConfig) -> None:
         est = self._estimator
         pc = est.config
-        if (pc.refine_iterations, pc.rgbd_refine_iterations, pc.min_score) != (
-                cfg.refine_iterations, cfg.rgbd_refine_iterations, cfg.min_score):
+        if (pc.refine_iterations, pc.rgbd_refine_iterations, pc.min_score, pc.box_sigma) != (
+                cfg.refine_iterations, cfg.rgbd_refine_iterations, cfg.min_score, cfg.box_sigma):
             est.config = replace(pc, refine_iterations=cfg.refine_iterations,
                                  rgbd_refine_iterations=cfg.rgbd_refine_iterations,
-                                 min_score=cfg.min_score).validate()
+                                 min_score=cfg.min_score, box_sigma=cfg.box_sigma).validate()

@@ -165,6 +165,10 @@ TABLE: tuple[Param, ...] = (
           lo=0, hi=50, **_RT),
     Param("rgbd_refine_iterations", 2, "int", "RGB-D refinement iterations per hypothesis",
           lo=0, hi=50, **_RT),
+    Param("box_sigma", 0.016, "float", "the side error of the detection boxes the image "
+          "evidence's box fit allows, as a fraction of the box's long side (Cauchy per side, so "
+          "one bad side costs little; 0.016 also stayed best with box sides off by 3-8 %, see "
+          "README)", lo=0.001, hi=1.0, **_RT),
     Param("min_score", 0.0, "float", "estimates with a lower selection score are reported as "
           "failed (`low_score`)", lo=0.0, hi=1.0, **_RT),
     Param("max_detections", 20, "int", "detections estimated per frame, highest detector "
@@ -373,6 +377,7 @@ class NodeConfig:
     template_cache_dir: str | None = None
     refine_iterations: int = _D["refine_iterations"]
     rgbd_refine_iterations: int = _D["rgbd_refine_iterations"]
+    box_sigma: float = _D["box_sigma"]
     min_score: float = _D["min_score"]
     max_detections: int = _D["max_detections"]
     time_budget: float = _D["time_budget"]
@@ -450,7 +455,7 @@ class NodeConfig:
                     refine_iterations=self.refine_iterations,
                     rgbd_refine_iterations=self.rgbd_refine_iterations,
                     min_score=self.min_score, num_hypotheses=self.num_hypotheses,
-                    device=self.device, precision=self.precision)
+                    box_sigma=self.box_sigma, device=self.device, precision=self.precision)
 
     def updated(self, changes: dict) -> "NodeConfig":
         """A copy with run-time parameter ``changes`` (flat names) applied and validated; raises
