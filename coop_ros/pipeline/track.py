@@ -93,6 +93,12 @@ class TrackConfig:
     rgb_polish: with a detection, polish the RGB pose on the box fit (the estimator's
         ``polish_levels``).
     rgbd_levels: (first, end) levels of the evidence search after the RGB-D ICP ((0, 0): none).
+    klt: start the refinement at the pose :func:`klt_pose` finds from the previous frame (the
+        model's corners followed by Lucas-Kanade, PnP) when it has at least ``klt_min_inliers``
+        of the followed corners (and 12) as PnP inliers with a median reprojection error of at
+        most ``klt_max_residual_px``, turned by at most ``klt_max_turn_deg`` from the prediction
+        (a PnP of a few corners bunched at the image border can fall into a wrong minimum);
+        else at the prediction.
     icp_iterations, icp_points, icp_crop: the sparse ICP's Gauss-Newton steps, model points and
         the side of the crop it renders the model in [px].
     min_evidence: {mode: lowest :data:`TRACK_WEIGHTS` evidence of a tracked pose}.
@@ -116,6 +122,10 @@ class TrackConfig:
     rgb_levels: tuple = (1, 4)
     rgb_polish: bool = True
     rgbd_levels: tuple = (0, 0)
+    klt: bool = True
+    klt_min_inliers: float = 0.5
+    klt_max_residual_px: float = 1.0
+    klt_max_turn_deg: float = 30.0
     icp_iterations: int = 8
     icp_points: int = 300
     icp_crop: int = 96
@@ -151,10 +161,13 @@ class TrackConfig:
         if not isinstance(self.min_evidence, dict) or set(self.min_evidence) != {"rgb", "rgbd"} \
                 or not all(0.0 <= float(v) <= 1.0 for v in self.min_evidence.values()):
             bad("min_evidence", "must be {'rgb': x, 'rgbd': y} with values in [0, 1]")
-        for name in ("min_box_cover", "min_association_iou", "min_depth_share", "min_in_view"):
+        if not isinstance(self.klt, bool):
+            bad("klt", "must be true or false")
+        for name in ("klt_min_inliers", "min_box_cover", "min_association_iou", "min_depth_share", "min_in_view"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 bad(name, "must lie in [0, 1]")
-        for name in ("max_position_std", "position_noise", "rotation_noise"):
+        for name in ("max_position_std", "position_noise", "rotation_noise",
+                     "klt_max_residual_px", "klt_max_turn_deg"):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v > 0):
                 bad(name, "must be a positive number")
@@ -184,6 +197,7 @@ class Track:
     age: int = 0
     stamp: float | None = None
     since_detection: int = 0
+    frame: int = -1
 
 
 @dataclass
@@ -276,6 +290,12 @@ def _clip_box(box, W: int, H: int) -> np.ndarray:
     return np.array([x0, y0, x1 - x0, y1 - y0])
 
 
+def _angle_deg(A: np.ndarray, B: np.ndarray) -> float:
+    """Rotation angle between the rotations of two (4, 4) poses [deg]."""
+    c = (np.trace(A[:3, :3] @ B[:3, :3].T) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
 def _center(T: np.ndarray, c_obj: np.ndarray) -> np.ndarray:
     return T[:3, :3] @ c_obj + T[:3, 3]
 
@@ -325,6 +345,84 @@ def camera_motion(centres: np.ndarray, uv: np.ndarray, K: np.ndarray,
     mask = np.zeros(len(centres), bool)
     mask[idx] = True
     return D, mask
+
+
+# ----------------------------------------------------------------------------- frame to frame
+
+def klt_pose(prev_gray: np.ndarray, gray: np.ndarray, T_prev: np.ndarray, T_guess: np.ndarray,
+             K: np.ndarray, renderer, key: str, obj, crop: int = 128, max_points: int = 150,
+             fb_px: float = 1.0, reproj_px: float = 3.0) -> dict | None:
+    """The object's pose in this frame from its appearance in the previous one (model-based KLT
+    tracking): the model is rendered at the previous pose ``T_prev`` in a ``crop`` px crop
+    around its projection; up to ``max_points`` corners (Shi-Tomasi) of the previous image inside
+    the rendered silhouette (eroded 2 px) get their 3D object points from the object-coordinate
+    map; they are followed into this image by pyramidal Lucas-Kanade (kept when the backward flow
+    returns within ``fb_px``); EPnP inside RANSAC (``reproj_px``) from the guess ``T_guess``,
+    then Levenberg-Marquardt on the inliers, gives the pose.
+
+    Args:
+        prev_gray, gray: (H, W) uint8 previous and current grey images; T_prev, T_guess: (4, 4)
+        [m]; K: (3, 3) [px]; renderer, key, obj: the renderer, mesh key and ObjectModel.
+    Returns:
+        {"T": (4, 4), "points": corners followed, "inliers": PnP inliers, "residual_px": median
+        reprojection error of the inliers} or None (fewer than 8 points followed or inliers, the
+        object outside the image, no PnP solution).
+    """
+    H, W = gray.shape
+    try:
+        cr = crop_around_projection(K, T_prev, float(obj.diameter), crop, margin=0.05,
+                                    image_size=(W, H), center_obj=obj.center)
+    except InputError:
+        return None
+    out = renderer.render(key, T_prev, cr.intrinsics(K), width=crop, height=crop, xyz=True)
+    m = cv2.erode(out.mask[0].astype(np.uint8), np.ones((5, 5), np.uint8))
+    if int(m.sum()) < 20:
+        return None
+    g0 = cr.warp(prev_gray, "linear")
+    c = cv2.goodFeaturesToTrack(g0, max_points, 0.01, 3, mask=m)
+    if c is None or len(c) < 8:
+        return None
+    ij = np.rint(c.reshape(-1, 2)).astype(int)
+    X = out.xyz[0][ij[:, 1], ij[:, 0]].astype(np.float64)
+    P = X @ T_prev[:3, :3].T + T_prev[:3, 3]
+    if P[:, 2].min() < 1e-3:
+        return None
+    uv0 = np.stack([K[0, 0] * P[:, 0] / P[:, 2] + K[0, 2],
+                    K[1, 1] * P[:, 1] / P[:, 2] + K[1, 2]], 1).astype(np.float32)
+    inside = (uv0[:, 0] >= 0) & (uv0[:, 0] <= W - 1) & (uv0[:, 1] >= 0) & (uv0[:, 1] <= H - 1)
+    X, uv0 = X[inside], uv0[inside]
+    if len(X) < 8:
+        return None
+    lk = dict(winSize=(21, 21), maxLevel=3,
+              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+    uv1, st, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, uv0[:, None], None, **lk)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, uv1, None, **lk)
+    ok = (st[:, 0] == 1) & (st2[:, 0] == 1) & (
+        np.linalg.norm(back[:, 0] - uv0, axis=1) < fb_px)
+    if int(ok.sum()) < 8:
+        return None
+    X, uv = X[ok], uv1[ok, 0].astype(np.float64)
+    rv0 = cv2.Rodrigues(T_guess[:3, :3])[0]
+    tv0 = T_guess[:3, 3].reshape(3, 1).copy()
+    try:
+        found, rv, tv, inl = cv2.solvePnPRansac(X, uv, K, None, rvec=rv0.copy(), tvec=tv0.copy(),
+                                                useExtrinsicGuess=True, iterationsCount=100,
+                                                reprojectionError=reproj_px,
+                                                flags=cv2.SOLVEPNP_EPNP)
+        if not found or inl is None or len(inl) < 8:
+            return None
+        idx = inl[:, 0]
+        rv, tv = cv2.solvePnPRefineLM(X[idx], uv[idx], K, None, rv, tv)
+    except cv2.error:
+        return None
+    T = np.eye(4)
+    T[:3, :3] = cv2.Rodrigues(rv)[0]
+    T[:3, 3] = tv[:, 0]
+    if not np.all(np.isfinite(T)) or T[2, 3] <= 0:
+        return None
+    proj, _ = cv2.projectPoints(X[idx], rv, tv, K, None)
+    res = float(np.median(np.linalg.norm(proj[:, 0] - uv[idx], axis=1)))
+    return {"T": T, "points": int(ok.sum()), "inliers": int(len(idx)), "residual_px": res}
 
 
 # ----------------------------------------------------------------------------- RGB-D step
@@ -468,17 +566,23 @@ class Tracker:
         self.mode = mode
         self.tracks: dict = {}          # obj_id -> Track
         self._next_id = 1
+        self._frame = 0                 # frames stepped
+        self._prev_gray: np.ndarray | None = None    # (H, W) uint8 grey of the last frame
+        self._lost_reasons: dict = {}   # obj_id -> why its last track ended (reinitialised)
         self.last_motion: np.ndarray | None = None   # static_scene: the last camera motion
 
     # ------------------------------------------------------------------ public
     def reset(self) -> None:
         """Forget every track."""
         self.tracks.clear()
+        self._lost_reasons.clear()
+        self._prev_gray = None
         self.last_motion = None
 
     def drop(self, obj_id) -> None:
         """Forget the track of ``obj_id`` (if any)."""
         self.tracks.pop(obj_id, None)
+        self._lost_reasons.pop(obj_id, None)
 
     def step(self, rgb, K, detections=None, depth=None, stamp: float | None = None,
              num_hypotheses: int | None = None, deadline: float | None = None,
@@ -516,6 +620,7 @@ class Tracker:
             return self._bad_frame(dets, "bad_input: depth image has no valid measurement (all "
                                    "NaN / 0)")
         stop = should_stop or (lambda: False)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if cfg.klt else None
 
         # ---- predict
         preds = {}
@@ -573,16 +678,18 @@ class Tracker:
             if det is None and coast > 0:
                 tr.T, tr.since_detection = preds[oid], tr.since_detection + 1
                 tr.stamp = tr.stamp if stamp is None else float(stamp)
+                tr.frame = self._frame
                 if tr.since_detection > coast:
                     del self.tracks[oid]
                 continue
-            r = self._track(tr, preds[oid], rgb, K, depth, det, di, stamp)
+            r = self._track(tr, preds[oid], rgb, K, depth, det, di, stamp, gray)
             if r.status == LOST and det is not None:
                 del self.tracks[oid]
                 r = self._initialise(rgb, K, depth, det, di, nh, deadline, should_stop, stamp,
                                      r.reason)
             elif r.status == LOST:
                 del self.tracks[oid]
+                self._lost_reasons[oid] = r.reason
             (by_det.__setitem__(di, r) if di is not None else undetected.append(r))
 
         # ---- detections without a track: new tracks (one per object), or per-frame estimates
@@ -596,6 +703,8 @@ class Tracker:
                                              stamp, None)
         out = [by_det[i] for i in range(len(dets))] + undetected
         self.last_motion = motion
+        self._prev_gray = gray
+        self._frame += 1
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -616,6 +725,8 @@ class Tracker:
             if oid in seen:
                 continue
             out.append(self._lost(tr, f"track_lost: {reason}", None))
+        for oid in self.tracks:
+            self._lost_reasons[oid] = f"track_lost: {reason}"
         self.tracks.clear()
         return out
 
@@ -651,7 +762,8 @@ class Tracker:
         obj = self.estimator.object_model(tr.obj_id)
         return _moved(tr.T, obj.center, tr.velocity * dt)
 
-    def _track(self, tr: Track, T_pred, rgb, K, depth, det, di, stamp) -> TrackResult:
+    def _track(self, tr: Track, T_pred, rgb, K, depth, det, di, stamp, gray=None
+               ) -> TrackResult:
         """Refine one track from its prediction and judge it (module docstring, steps 3-4)."""
         cfg, mode, est = self.config, self.mode, self.estimator
         t0 = time.perf_counter()
@@ -665,9 +777,20 @@ class Tracker:
             return self._lost(tr, f"track_lost: view: the object left the image (its predicted "
                                   f"projection {share:.0%} inside, at least "
                                   f"{cfg.min_in_view:.0%})", di)
+        timings: dict = {}
+        T = T_pred
+        if cfg.klt and gray is not None and self._prev_gray is not None and \
+                self._prev_gray.shape == gray.shape and tr.frame == self._frame - 1:
+            kr = klt_pose(self._prev_gray, gray, tr.T, T_pred, K, est.renderer, key, obj)
+            timings["klt"] = time.perf_counter() - t0
+            if kr is not None and kr["inliers"] >= max(12, cfg.klt_min_inliers * kr["points"]) \
+                    and kr["residual_px"] <= cfg.klt_max_residual_px \
+                    and _angle_deg(kr["T"], T_pred) <= cfg.klt_max_turn_deg:
+                kbox = projected_box(hull, kr["T"], K)
+                if kbox is not None and _in_view(kbox, W, H) >= cfg.min_in_view:
+                    T, pbox = kr["T"], kbox
         box = np.asarray(det.box_xywh, np.float64).reshape(-1) if det is not None else \
             _clip_box(pbox, W, H)
-        timings: dict = {}
         try:
             ev = Evidence(rgb, K, box, depth=depth if mode == "rgbd" else None,
                           box_sigma=est.config.box_sigma)
@@ -675,7 +798,6 @@ class Tracker:
             return self._lost(tr, f"track_lost: bad_input: box {np.round(box, 1).tolist()}: "
                                   f"{e.detail}", di)
         ev_track = ev.with_weights(TRACK_WEIGHTS)
-        T = T_pred
         cov = None
         agree = None
         if mode == "rgbd":
@@ -783,6 +905,7 @@ class Tracker:
         tr.age += 1
         tr.stamp = None if stamp is None else float(stamp)
         tr.since_detection = 0 if detected else tr.since_detection + 1
+        tr.frame = self._frame
 
     def _estimate(self, rgb, K, depth, det, nh, deadline, should_stop) -> PoseResult:
         res = self.estimator.estimate(rgb, K, [det], depth=depth if self.mode == "rgbd" else None,
@@ -795,12 +918,16 @@ class Tracker:
         """The full pipeline on a detection; an ok result starts a track (status new, or
         reinitialised when ``lost_reason`` says why the previous one ended)."""
         res = self._estimate(rgb, K, depth, det, nh, deadline, should_stop)
+        if lost_reason is None:         # the object's earlier track ended in an earlier frame
+            lost_reason = self._lost_reasons.get(det.obj_id)
         status = REINITIALISED if lost_reason else NEW
+        if res.ok:
+            self._lost_reasons.pop(det.obj_id, None)
         if not res.ok:
             return TrackResult(res, status, None, 0, reason=lost_reason or "", detection=di)
         tr = Track(track_id=self._next_id, obj_id=det.obj_id, T=np.array(res.T_cam_obj),
                    covariance=None if res.covariance is None else np.array(res.covariance),
-                   stamp=None if stamp is None else float(stamp))
+                   stamp=None if stamp is None else float(stamp), frame=self._frame)
         self._next_id += 1
         tr.evidence.append(float(res.score))
         self.tracks[det.obj_id] = tr
