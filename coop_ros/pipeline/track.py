@@ -579,6 +579,11 @@ class Tracker:
         self._prev_gray = None
         self.last_motion = None
 
+    def fail_frame(self, reason: str) -> list[TrackResult]:
+        """A frame that cannot be read (the caller's checks failed, ``reason`` says why): every
+        live track is lost with ``track_lost: <reason>`` and dropped; returns their results."""
+        return self._bad_frame([], reason)
+
     def drop(self, obj_id) -> None:
         """Forget the track of ``obj_id`` (if any)."""
         self.tracks.pop(obj_id, None)
