@@ -70,7 +70,7 @@ from coop_ros.pipeline.search import evidence_search
 from coop_ros.pipeline.views import subsample_pixels
 
 __all__ = ["TrackConfig", "Track", "TrackResult", "Tracker", "TRACK_WEIGHTS", "NEW", "TRACKED",
-           "REINITIALISED", "LOST", "ESTIMATED", "projected_box", "box_iou", "box_cover", "camera_motion",
+           "REINITIALISED", "LOST", "ESTIMATED", "projected_box", "box_iou", "box_cover", "camera_motion", "anchor_to_box", "klt_pose",
            "sparse_icp"]
 
 NEW, TRACKED, REINITIALISED, LOST, ESTIMATED = ("new", "tracked", "reinitialised", "lost",
@@ -106,6 +106,9 @@ class TrackConfig:
         projected box (:func:`box_cover`).
     min_association_iou: a detection of a tracked object overlapping the prediction less is far
         from the track (the track is lost, re-initialised from the detection).
+    anchor_iou: with a detection whose box overlaps the prediction's projected box (after the
+        KLT step) by less than this IoU, the refinement starts at :func:`anchor_to_box` of the
+        prediction (0: never).
     max_position_std: largest position standard deviation of the refined covariance, as a
         fraction of the object diameter.
     min_depth_share: RGB-D, lowest share of the visible model points that agree with the
@@ -132,6 +135,7 @@ class TrackConfig:
     min_evidence: dict = field(default_factory=lambda: {"rgb": 0.35, "rgbd": 0.5})
     min_box_cover: float = 0.7
     min_association_iou: float = 0.01
+    anchor_iou: float = 0.5
     max_position_std: float = 0.5
     min_depth_share: float = 0.3
     min_in_view: float = 0.2
@@ -163,7 +167,7 @@ class TrackConfig:
             bad("min_evidence", "must be {'rgb': x, 'rgbd': y} with values in [0, 1]")
         if not isinstance(self.klt, bool):
             bad("klt", "must be true or false")
-        for name in ("klt_min_inliers", "min_box_cover", "min_association_iou", "min_depth_share", "min_in_view"):
+        for name in ("klt_min_inliers", "anchor_iou", "min_box_cover", "min_association_iou", "min_depth_share", "min_in_view"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 bad(name, "must lie in [0, 1]")
         for name in ("max_position_std", "position_noise", "rotation_noise",
@@ -315,6 +319,32 @@ def _twist(T0: np.ndarray, T1: np.ndarray, c_obj: np.ndarray) -> np.ndarray:
     """(6,) motion from T0 to T1: centre displacement [m] and rotation vector [rad]."""
     return np.concatenate([_center(T1, c_obj) - _center(T0, c_obj),
                            matrix_to_rotvec(T1[:3, :3] @ T0[:3, :3].T)])
+
+
+def anchor_to_box(T: np.ndarray, proj_box, det_box, K: np.ndarray, c_obj: np.ndarray,
+                  max_scale: float = 2.0) -> np.ndarray:
+    """Pose T moved so that its projected box ``proj_box`` (x, y, w, h) [px] would span the
+    detection box ``det_box``: its centre shifted by the boxes' centre offset and its distance
+    divided by the larger of the side ratios (clipped to [1 / max_scale, max_scale]; the larger
+    side, as occlusion shrinks a detection box more along one side); the rotation turned with
+    the viewing ray so that the object shows the camera the same side. (4, 4) [m]."""
+    c = _center(T, c_obj)
+    p, d = np.asarray(proj_box, np.float64), np.asarray(det_box, np.float64)
+    s = max(d[2] / max(p[2], 1e-6), d[3] / max(p[3], 1e-6))
+    s = float(np.clip(s, 1.0 / max_scale, max_scale))
+    z = c[2] / s
+    u = K[0, 0] * c[0] / c[2] + K[0, 2] + (d[0] + d[2] / 2) - (p[0] + p[2] / 2)
+    v = K[1, 1] * c[1] / c[2] + K[1, 2] + (d[1] + d[3] / 2) - (p[1] + p[3] / 2)
+    c1 = np.array([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z])
+    a, b = c / np.linalg.norm(c), c1 / np.linalg.norm(c1)
+    axis = np.cross(a, b)
+    n = np.linalg.norm(axis)
+    R_ray = np.eye(3) if n < 1e-12 else rotvec_to_matrix(
+        axis / n * np.arctan2(n, float(a @ b)))
+    out = np.eye(4)
+    out[:3, :3] = R_ray @ T[:3, :3]
+    out[:3, 3] = c1 - out[:3, :3] @ c_obj
+    return out
 
 
 def camera_motion(centres: np.ndarray, uv: np.ndarray, K: np.ndarray,
@@ -796,6 +826,9 @@ class Tracker:
                     T, pbox = kr["T"], kbox
         box = np.asarray(det.box_xywh, np.float64).reshape(-1) if det is not None else \
             _clip_box(pbox, W, H)
+        if det is not None and box_iou(pbox, box) < cfg.anchor_iou:
+            T = anchor_to_box(T, pbox, box, K, obj.center)
+            timings["anchored"] = 1.0
         try:
             ev = Evidence(rgb, K, box, depth=depth if mode == "rgbd" else None,
                           box_sigma=est.config.box_sigma)
