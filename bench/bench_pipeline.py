@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from coop_ros.bop.procedural import make_object, random_background
+from coop_ros.synth.procedural import make_object, random_background
 from coop_ros.geometry.se3 import make_pose, random_rotation
 from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
 from coop_ros.render.renderer import Light

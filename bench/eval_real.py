@@ -414,8 +414,7 @@ def _open3d_python(cache: Path) -> Path:
 
 
 def _fpfh_row(path: Path, py: Path) -> dict:
-    from coop_ros.bop.dataset import Estimate, compute_gt_info
-    from coop_ros.bop.dataset import valid_gt_indices
+    from coop_ros.bop.dataset import Estimate, compute_gt_info, valid_gt_indices
     from coop_ros.bop.evaluate import evaluate
     from coop_ros.geometry.camera import backproject_depth
     ds = _dataset(path)

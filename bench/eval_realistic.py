@@ -52,7 +52,7 @@ SEED = 12
 
 
 def make_synth(real: Path, out: Path, scenes: int, images: int) -> Path:
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     from coop_ros.objects import ObjectModel, load_models_info
 
     if (out / "test_targets_bop19.json").is_file():
@@ -111,7 +111,7 @@ def make_real_lmo(real: Path, out: Path, every: int) -> Path:
 def make_real_rgbd(case: Path, out: Path, obj_id: int, mesh: str, units: str, key: str) -> Path:
     """One real RGB-D frame as a one-image BOP folder (scene 0, image 0, only the meshed
     object as GT / target; gt info from the real depth with BOP's bop19 rule)."""
-    from coop_ros.bop.synth import _write_json, gt_info_bop, write_ply
+    from coop_ros.bop.writer import gt_info_bop, write_bop_json, write_ply
     from coop_ros.objects import ObjectModel, models_info_entry
     from coop_ros.render.renderer import Renderer
 
@@ -124,7 +124,7 @@ def make_real_rgbd(case: Path, out: Path, obj_id: int, mesh: str, units: str, ke
     T[:3, :3], T[:3, 3] = R, np.array(g["cam_t_m2c"]) / 1000.0
     obj = ObjectModel.load(case / mesh, units=units, name=f"obj_{obj_id:06d}")
     write_ply(out / "models" / f"obj_{obj_id:06d}.ply", obj)
-    _write_json(out / "models" / "models_info.json", {str(obj_id): models_info_entry(obj)})
+    write_bop_json(out / "models" / "models_info.json", {str(obj_id): models_info_entry(obj)})
     rgb = cv2.imread(str(case / "rgb.png"), cv2.IMREAD_COLOR)
     raw = cv2.imread(str(case / "depth.png"), cv2.IMREAD_UNCHANGED)
     H, W = raw.shape
@@ -138,13 +138,13 @@ def make_real_rgbd(case: Path, out: Path, obj_id: int, mesh: str, units: str, ke
         r.add_object("o", obj)
         d_gt = r.render("o", T, K).depth[0].astype(np.float64) * 1000.0
     info, _ = gt_info_bop(d_gt, raw.astype(np.float64) * scale, K, 15.0)
-    _write_json(sdir / "scene_camera.json", {"0": {"cam_K": K.ravel().tolist(),
+    write_bop_json(sdir / "scene_camera.json", {"0": {"cam_K": K.ravel().tolist(),
                                                    "depth_scale": scale}})
-    _write_json(sdir / "scene_gt.json", {"0": [{"cam_R_m2c": R.ravel().tolist(),
+    write_bop_json(sdir / "scene_gt.json", {"0": [{"cam_R_m2c": R.ravel().tolist(),
                                                 "cam_t_m2c": (T[:3, 3] * 1000).tolist(),
                                                 "obj_id": obj_id}]})
-    _write_json(sdir / "scene_gt_info.json", {"0": [info]})
-    _write_json(out / "test_targets_bop19.json",
+    write_bop_json(sdir / "scene_gt_info.json", {"0": [info]})
+    write_bop_json(out / "test_targets_bop19.json",
                 [{"scene_id": 0, "im_id": 0, "obj_id": obj_id, "inst_count": 1}])
     return out
 

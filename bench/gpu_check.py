@@ -77,7 +77,7 @@ def check_renderer(device: str) -> None:
 
 
 def check_templates(device: str) -> None:
-    from coop_ros.bop.procedural import make_object
+    from coop_ros.synth.procedural import make_object
     from coop_ros.render import Renderer
     from coop_ros.render.templates import build_template_bank
 
@@ -121,7 +121,7 @@ def check_networks(device: str) -> None:
 def check_pipeline(device: str, work: Path) -> None:
     from coop_ros.bop.dataset import BopDataset
     from coop_ros.bop.metrics import mssd
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     from coop_ros.geometry.se3 import rotation_angle_deg
     from coop_ros.pipeline.estimator import Detection, PoseConfig, PoseEstimator
 

@@ -75,7 +75,7 @@ def main() -> int:
     import numpy as np
 
     from coop_ros.bop.dataset import BopDataset
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     from coop_ros.ros.replay import Replayer, Spinner, frame_messages, make_detections
 
     cache = Path(args.cache)

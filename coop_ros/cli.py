@@ -16,7 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("coop_ros.bop.evaluate", "run an estimator over a BOP-format dataset and print AR_VSD, AR_MSSD, AR_MSPD, AR"),
     "templates": ("coop_ros.render.templates", "render and cache the template bank of a mesh"),
     "estimate": ("coop_ros.pipeline.cli", "estimate the pose of one object in an image"),
-    "synth": ("coop_ros.bop.synth", "generate a synthetic BOP-format dataset with exact ground truth"),
+    "synth": ("coop_ros.synth.scenes",
+              "generate a synthetic BOP-format dataset with exact ground truth"),
     "bag": ("coop_ros.ros.bag", "run the node's pipeline over a rosbag2: outputs to a new bag and a CSV"),
     "train": ("coop_ros.train.cli", "train Co-op's coarse, refiner or selection network"),
 }

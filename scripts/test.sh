@@ -26,8 +26,9 @@ if [ "${#targets[@]}" -eq 0 ]; then     # chosen files: one distribution
 fi
 bash scripts/setup.sh --jazzy
 # Each distribution's run has two parts: the tests in two pytest-xdist workers (one per core; a
-# test file stays in one worker, so its module fixtures run once; each worker has its own ROS 2
-# domain, test/conftest.py), then the tests marked "serial" (they assert wall-clock limits) alone.
+# test file stays in one worker, so its module fixtures run once; the longest files are handed
+# out first, test/conftest.py LONGEST_FIRST; each worker has its own ROS 2 domain), then the
+# tests marked "serial" (they assert wall-clock limits) alone.
 logs=()
 trap 'rm -f "${logs[@]}"' EXIT
 rcs=0
@@ -40,16 +41,20 @@ run() {   # run PYTHON PYTEST-ARGS...: one pytest, its output kept for the count
 }
 set +e
 kilted="$ROOT/.venv/bin/python"; jazzy="$ROOT/.venv-jazzy/bin/python"
+# the serial parts collect only the files that hold serial tests: collecting the whole folder
+# imports every test module (~10 s, on one core while the other waits)
+serial_files() { grep -l "mark\.serial" "$@"; }
 version() { "$1" -c 'import importlib.metadata as m; print(m.version("ros-rclpy"))'; }
 echo "== ROS 2 Kilted (rclpy $(version "$kilted")): the whole suite"
-run "$kilted" test -n 2 --dist loadfile -m "not serial" "$@"
-run "$kilted" test -m serial "$@"
+run "$kilted" test -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" "$@"
+run "$kilted" $(serial_files test/test_*.py) -m serial "$@"
 echo "== ROS 2 Jazzy (rclpy $(version "$jazzy")): the node tests"
 # Jazzy's Fast DDS 2.14 lost best-effort 640x480 images between processes here (see
 # test/conftest.py): the tests that send images across processes subscribe them reliable.
 export COOP_ROS_TEST_CAMERA_QOS=reliable
-run "$jazzy" test/test_ros_node_*.py -n 2 --dist loadfile -m "not serial" "$@"
-run "$jazzy" test/test_ros_node_*.py -m serial "$@"
+run "$jazzy" test/test_ros_node_*.py -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" \
+  "$@"
+run "$jazzy" $(serial_files test/test_ros_node_*.py) -m serial "$@"
 set -e
 count() { tail -n 3 "$1" | grep -oE "[0-9]+ $2" | tail -1 | grep -oE "^[0-9]+" || echo 0; }
 passed=0; failed=0; skipped=0

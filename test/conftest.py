@@ -22,6 +22,24 @@ def pytest_configure(config):
         "after the parallel part, so the other worker's load cannot make them fail")
 
 
+#: the test files that take longest (seconds in a worker, scripts/test.sh --durations=0), the
+#: longest first. They are collected first, and pytest-xdist (--dist loadfile; scripts/test.sh
+#: passes --no-loadscope-reorder, so files are handed out in collection order) starts them
+#: first: the two workers end together instead of one waiting while the other runs a long file
+#: it got last. Only the order changes; no test depends on it.
+LONGEST_FIRST = ("test_ros_node_integration.py", "test_real_frames.py", "test_train_loop.py",
+                 "test_ros_node_bad_inputs.py", "test_synth_realistic.py",
+                 "test_ros_node_inputs.py", "test_package_build.py", "test_ros_node_bag.py",
+                 "test_pipeline_determinism.py", "test_pipeline_estimator.py", "test_nets.py",
+                 "test_pipeline_cli.py", "test_train_pairs.py", "test_backend_learned.py",
+                 "test_train_ddp.py", "test_ros_node_shutdown.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))    # stable: files' own order
+
+
 @pytest.fixture
 def shared_real() -> Path:
     """../shared/real (BOP-convention real frames, mm); skips the test when absent."""
@@ -46,10 +64,27 @@ def camera_qos_params() -> dict:
     if not CAMERA_QOS:
         return {}
     return {f"qos.{k}.reliability": CAMERA_QOS for k in ("image", "depth", "camera_info")}
+#: node parameters of the tests on the box scene: 1 hypothesis, 1 RGB-D iteration, diagnostics
+#: every 0.2 s, 12 template views (these tests check what the node says and publishes, not how
+#: accurate it is: the 42 views of the default cost a third more per frame; the end-to-end test
+#: test_ros_node_integration.py keeps the defaults and checks the poses)
+BOX_NODE_PARAMS = {"num_hypotheses": 1, "rgbd_refine_iterations": 1, "diagnostics_period": 0.2,
+                   "n_templates": 12}
+
+
+@pytest.fixture(scope="session")
+def box_scene(tmp_path_factory) -> Path:
+    """Root of the :func:`synth_box_scene` shared by the node tests of one pytest process (one
+    xdist worker): the scene is generated and its template bank built once, not per module."""
+    root = tmp_path_factory.mktemp("box_scene")
+    synth_box_scene(root)
+    return root
+
+
 def synth_box_scene(root: Path) -> Path:
     """One synthetic RGB-D frame with one textured box (obj 1) under ``root / 'scene'``, and a
     node parameter file ``root / 'node.yaml'`` for it (template cache under ``root``)."""
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     if not (root / "scene" / "dataset.json").is_file():
         generate_dataset(root / "scene", objects=["textured_box"], n_scenes=1,
                          images_per_scene=1, seed=3, objects_per_image=(1, 1),
@@ -62,8 +97,7 @@ def node_params_file(root: Path, **overrides) -> Path:
     import yaml
     params = {"objects": {"names": ["box"], "box": {
         "class_id": "1", "mesh": str(root / "scene" / "models" / "obj_000001.ply")}},
-        "template_cache_dir": str(root / "templates"), "num_hypotheses": 1,
-        "rgbd_refine_iterations": 1, "diagnostics_period": 0.2}
+        "template_cache_dir": str(root / "templates"), **BOX_NODE_PARAMS}
     for k, v in overrides.items():
         params[k] = v
     if CAMERA_QOS:
@@ -76,12 +110,11 @@ def node_params_file(root: Path, **overrides) -> Path:
 
 def box_node_overrides(root: Path, **params) -> list:
     """rclpy Parameter overrides of a CoopNode for the box scene of :func:`synth_box_scene`
-    (1 hypothesis, 1 RGB-D iteration, diagnostics every 0.2 s), plus ``params``."""
+    (:data:`BOX_NODE_PARAMS`), plus ``params``."""
     from rclpy.parameter import Parameter
     base = {"objects.names": ["box"], "objects.box.class_id": "1",
             "objects.box.mesh": str(root / "scene" / "models" / "obj_000001.ply"),
-            "template_cache_dir": str(root / "templates"), "num_hypotheses": 1,
-            "rgbd_refine_iterations": 1, "diagnostics_period": 0.2}
+            "template_cache_dir": str(root / "templates"), **BOX_NODE_PARAMS}
     base.update(params)
     return [Parameter(k, value=v) for k, v in base.items()]
 
@@ -99,7 +132,7 @@ def plain_box_frame(renderer, seed: int = 3):
     import numpy as np
     import trimesh
 
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
     from coop_ros.geometry.se3 import make_pose, random_rotation
     from coop_ros.objects import ObjectModel
     from coop_ros.render.renderer import Light

@@ -141,7 +141,7 @@ def test_auto_backend_falls_back_on_a_bad_checkpoint(ckpts, tmp_path, caplog, mo
 def test_pipeline_end_to_end_with_coop_backend(ckpts, tmp_path, monkeypatch):
     """PoseEstimator(backend='coop') on a synthetic image: runs, returns a result record."""
     from coop_ros.bop.dataset import BopDataset
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     from coop_ros.pipeline.estimator import PoseEstimator
     from coop_ros.pipeline.results import Detection, PoseConfig
 

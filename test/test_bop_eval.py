@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coop_ros.bop import evaluate as ev
-from coop_ros.bop.dataset import BopDataset, Estimate, read_results_csv
+from coop_ros.bop.dataset import BopDataset, Estimate, read_results_csv, valid_gt_indices
 from coop_ros.bop.vsd import (depth_im_to_dist_im, estimate_visib_mask_est,
                               estimate_visib_mask_gt, vsd, vsd_from_depths)
 from coop_ros.cli import main
@@ -95,12 +95,14 @@ def test_vsd_rendered_gt_far_and_symmetry(ds, renderer):
     assert 0 < e5[0] < 0.06 and np.ptp(e5) == 0
     assert e10[0] > 0.95 and 0 < e10[1] < 0.06 and np.ptp(e10[1:]) == 0
     # VSD is symmetry invariant without a min over symmetries: a rotation of the 32-sided
-    # cylinder about its axis by 2 pi / 32 gives exactly 0; the same rotation of the box does not
+    # cylinder about its axis by 2 pi / 32 renders the same surface (0 here; the rotated vertices
+    # differ in their last bits, so another CPU's rasteriser may flip a few edge pixels of the
+    # ~3000-pixel union: <= 0.002); the same rotation of the box costs > 0.1
     Rz = rotvec_to_matrix(np.array([0, 0, 2 * np.pi / 32]))
     Tc, Tb = T_cyl.copy(), T_box.copy()
     Tc[:3, :3] = T_cyl[:3, :3] @ Rz
     Tb[:3, :3] = T_box[:3, :3] @ Rz
-    np.testing.assert_array_equal(vsd(f.depth, f.K, Tc, T_cyl, renderer, kc, CYL_D), 0.0)
+    assert vsd(f.depth, f.K, Tc, T_cyl, renderer, kc, CYL_D).max() <= 0.002
     assert vsd(f.depth, f.K, Tb, T_box, renderer, kb, BOX_D).min() > 0.1
 
 
@@ -151,7 +153,7 @@ def test_lateral_translation_mspd_matches_px_thresholds(ds):
     Thresholds for a 320 px wide image: 2.5, 5, ..., 25 px -> 6 of 10 above 10.5 px."""
     def lateral(frame, targets):
         return [Estimate(frame.scene_id, frame.im_id, t.obj_id, 1.0,
-                         _shift(frame.gt[ev.valid_gt_indices(frame, t)[0]].T_cam_obj,
+                         _shift(frame.gt[valid_gt_indices(frame, t)[0]].T_cam_obj,
                                 [0.0126, 0, 0])) for t in targets]
     rep = ev.evaluate(ds, lateral, max_targets=1, progress=False)
     assert rep.n_targets == 1 and rep.targets[0].obj_id == 1
@@ -262,7 +264,7 @@ def test_greedy_matching_of_several_instances(bop_root, tmp_path):
     assert [t.gt_idx for t in r.targets] == [0, 2]
     assert r.ar_mssd == pytest.approx((9 + 10) / 20, abs=1e-12)
     with pytest.raises(InputError, match="has no GT pose"):
-        ev.valid_gt_indices(ds.frame(1, 1), ev.Target(1, 1, 5, 1))
+        valid_gt_indices(ds.frame(1, 1), ev.Target(1, 1, 5, 1))
 
 
 def test_registry_and_plugin_hooks():

@@ -15,7 +15,7 @@ K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
 @pytest.fixture(scope="module")
 def scene():
-    from coop_ros.bop.procedural import make_object, random_background
+    from coop_ros.synth.procedural import make_object, random_background
     from coop_ros.render.renderer import Light, Renderer
     obj = make_object("textured_box", seed=0)
     ren = Renderer(128, 128)

@@ -61,7 +61,7 @@ def box_files(tmp_path_factory):
     """rgb.png, depth.png (0.1 mm units), camera.json (with width/height), the box mesh and GT
     box of one synthetic frame."""
     from coop_ros.bop.dataset import BopDataset
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     root = tmp_path_factory.mktemp("cli_box")
     generate_dataset(root / "s", objects=["textured_box"], n_scenes=1, images_per_scene=1,
                      seed=3, objects_per_image=(1, 1), distractors=(0, 0), progress=False)

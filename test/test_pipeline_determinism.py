@@ -17,7 +17,7 @@ import numpy as np
 SCRIPT = textwrap.dedent(r"""
     import json, sys
     import numpy as np
-    from coop_ros.bop.procedural import make_object, random_background
+    from coop_ros.synth.procedural import make_object, random_background
     from coop_ros.geometry.se3 import make_pose, random_rotation
     from coop_ros.pipeline import Detection, PoseConfig
     from coop_ros.pipeline.estimator import PoseEstimator

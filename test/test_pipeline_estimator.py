@@ -16,7 +16,7 @@ K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from coop_ros.bop.procedural import make_object, random_background
+    from coop_ros.synth.procedural import make_object, random_background
     from coop_ros.render.renderer import Light
     obj = make_object("textured_box", seed=0)
     est = PoseEstimator(PoseConfig(template_cache_dir=str(tmp_path_factory.mktemp("tpl"))))

@@ -13,7 +13,7 @@ K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
 @pytest.fixture(scope="module")
 def can_from_above():
-    from coop_ros.bop.procedural import make_object
+    from coop_ros.synth.procedural import make_object
     from coop_ros.render.renderer import Renderer
     obj = make_object("can", seed=0)
     ren = Renderer(224, 224, device="cpu")

@@ -95,8 +95,7 @@ def test_real_lmo_rgb_refinement_improves_on_coarse(shared_real, estimator):
     so no hypothesis leaves it with less evidence than its coarse pose had, and over these
     targets the refined recall is not below the coarse one (measured, 1 hypothesis: coarse
     0.300, refined 0.338)."""
-    from coop_ros.bop.dataset import BopDataset
-    from coop_ros.bop.dataset import valid_gt_indices
+    from coop_ros.bop.dataset import BopDataset, valid_gt_indices
     path = shared_real / "lmo_rgb_dev"
     if not path.is_dir():
         pytest.skip("lmo_rgb_dev missing")

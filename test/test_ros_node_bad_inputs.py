@@ -16,16 +16,13 @@ pytest.importorskip("vision_msgs.msg")
 
 from rclpy.parameter import Parameter  # noqa: E402
 
+from conftest import BOX_NODE_PARAMS  # noqa: E402
 from coop_ros.ros.params import ConfigError, NodeConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    from coop_ros.bop.synth import generate_dataset
-    root = tmp_path_factory.mktemp("ros_bad")
-    generate_dataset(root / "scene", objects=["textured_box"], n_scenes=1, images_per_scene=1,
-                     seed=3, objects_per_image=(1, 1), distractors=(0, 0), progress=False)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 class _Log:
@@ -48,7 +45,8 @@ def _construct(scene, *params):
         base = [Parameter("objects.names", value=["box"]),
                 Parameter("objects.box.class_id", value="1"),
                 Parameter("objects.box.mesh", value=str(scene / "scene/models/obj_000001.ply")),
-                Parameter("template_cache_dir", value=str(scene / "templates"))]
+                Parameter("template_cache_dir", value=str(scene / "templates")),
+                Parameter("n_templates", value=BOX_NODE_PARAMS["n_templates"])]
         names = {p.name for p in params}
         node = CoopNode(context=ctx, parameter_overrides=[p for p in base if p.name not in names]
                         + list(params))
@@ -135,8 +133,8 @@ def test_bad_frames_are_answered_and_good_frames_still_served(scene, capfd):
             Parameter("objects.box.class_id", value="1"),
             Parameter("objects.box.mesh", value=str(scene / "scene/models/obj_000001.ply")),
             Parameter("template_cache_dir", value=str(scene / "templates")),
-            Parameter("num_hypotheses", value=1), Parameter("rgbd_refine_iterations", value=1),
-            Parameter("depth_timeout", value=0.5), Parameter("diagnostics_period", value=0.2)]))
+            *[Parameter(k, value=v) for k, v in BOX_NODE_PARAMS.items()],
+            Parameter("depth_timeout", value=0.5)]))
         rep = sp.add(Replayer("test_publisher", context=sp.context))
         diags = []
         rep.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
@@ -265,6 +263,7 @@ def test_coop_backend_with_a_checkpoint_starts_and_checks_architectures(scene, t
             Parameter("objects.box.class_id", value="1"),
             Parameter("objects.box.mesh", value=str(scene / "scene/models/obj_000001.ply")),
             Parameter("template_cache_dir", value=str(scene / "templates")),
+            Parameter("n_templates", value=BOX_NODE_PARAMS["n_templates"]),
             Parameter("backend", value="coop"), Parameter("checkpoints.selection", value=sel)])
         assert node.backend_name == "coop"
         assert node._estimator.backend.name == "coop"

@@ -17,17 +17,15 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("rosbags")
 
-from conftest import box_node_overrides, node_params_file, synth_box_scene  # noqa: E402
+from conftest import box_node_overrides, node_params_file  # noqa: E402
 
 S0 = 1_770_000_000_000_000_000
 STAMPS = [S0, S0 + 100_000_000, S0 + 200_000_000]
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ros_bag")
-    synth_box_scene(root)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 def _frames(scene):
@@ -109,18 +107,22 @@ def node_poses(scene):
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_bag_round_trip_matches_the_node(scene, tmp_path, node_poses, storage):
+def test_bag_round_trip_matches_the_node(scene, tmp_path, node_poses, storage, capsys):
+    """coop-ros bag run in this process (its command line: coop_ros.cli.main; the ``python -m``
+    entry point is run by test_bag_arguments_are_checked_first): the pipeline's imports are
+    not paid again per storage format."""
+    from coop_ros.cli import main
     bag_in = tmp_path / f"in_{storage}"
     topics = _write_bag(bag_in, _frames(scene), storage)
     params = node_params_file(scene, num_hypotheses=2, time_budget=0.0)
     out = tmp_path / f"out_{storage}"
-    cmd = [sys.executable, "-m", "coop_ros.cli", "bag", str(bag_in), "--out", str(out),
-           "--params-file", str(params), "--no-progress"]
-    cmd += [a for k, t in topics.items() for a in ("-r", f"{k}:={t}")]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    assert "3 images, 3 frames matched and processed" in p.stdout, p.stdout
-    assert "estimates: 3 ok, 0 failed, 0 skipped" in p.stdout, p.stdout
+    args = ["bag", str(bag_in), "--out", str(out), "--params-file", str(params), "--no-progress"]
+    args += [a for k, t in topics.items() for a in ("-r", f"{k}:={t}")]
+    rc = main(args)
+    stdout, stderr = capsys.readouterr()
+    assert rc == 0, stdout[-2000:] + stderr[-3000:]
+    assert "3 images, 3 frames matched and processed" in stdout, stdout
+    assert "estimates: 3 ok, 0 failed, 0 skipped" in stdout, stdout
     poses, topics_out = _read_poses(out)
     assert {"/coop/poses", "/coop/estimates", "/tf", "/coop/pose/box",
             "/coop/markers"} <= topics_out

@@ -16,16 +16,14 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from conftest import box_node_overrides, synth_box_scene  # noqa: E402
+from conftest import box_node_overrides  # noqa: E402
 
 S0 = 1_760_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ros_inputs")
-    synth_box_scene(root)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 class _Rig:

@@ -1,6 +1,7 @@
 """coop_node under load: bounded work per frame and shutdown.
 
-* 500 detections in one frame are answered within time_budget + 1 s, every detection reported
+* 500 detections in one frame are answered within time_budget + 1 s (or + one detection's frame
+  time where that is longer: a slower machine), every detection reported
   (estimated, or skipped with a reason), and a good frame sent meanwhile is answered;
 * max_detections keeps the highest detector scores;
 * SIGINT / SIGTERM during a long frame end the node process within 1 s (measured here, from the
@@ -22,19 +23,14 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from conftest import box_node_overrides, node_params_file, synth_box_scene  # noqa: E402
-
-#: every test here measures wall-clock limits (see test/conftest.py)
-pytestmark = pytest.mark.serial
+from conftest import box_node_overrides, node_params_file  # noqa: E402
 
 STAMP0 = 1_750_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ros_load")
-    synth_box_scene(root)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 def _frame(root):
@@ -90,6 +86,7 @@ def _wait_busy(rep, diags, msgs, timeout=120):
     return False
 
 
+@pytest.mark.serial                   # wall-clock limits: run alone (see test/conftest.py)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -129,6 +126,7 @@ def test_signal_during_a_long_frame_exits_within_1s(scene, tmp_path, sig):
         assert bad not in text, text[-3000:]
 
 
+@pytest.mark.serial
 def test_500_detections_answered_within_budget_and_next_frame_served(scene):
     from rclpy.parameter import Parameter
 
@@ -151,7 +149,8 @@ def test_500_detections_answered_within_budget_and_next_frame_served(scene):
         t_end = time.monotonic() + 10
         while not node.proc_times and time.monotonic() < t_end:
             time.sleep(0.01)
-        budget = max(budget, 3.0 * node.proc_times[-1])
+        one_frame = node.proc_times[-1]             # one detection's frame on this machine
+        budget = max(budget, 3.0 * one_frame)
         assert node.set_parameters([Parameter("time_budget", value=budget)])[0].successful
         s1, s2 = STAMP0 + 10**9, STAMP0 + 2 * 10**9
         t0 = time.monotonic()
@@ -169,7 +168,11 @@ def test_500_detections_answered_within_budget_and_next_frame_served(scene):
     st = [e.status for e in est.estimates]
     print(f"500 detections: answered {t_answer:.2f} s after publishing, time_budget "
           f"{budget:.2f} s, {st.count(0)} estimated, {st.count(2)} skipped")
-    assert t_answer <= budget + 1.0, f"answered after {t_answer:.2f} s (budget {budget} s)"
+    # a stage that has started runs to its end: the overrun is at most one stage's misprediction,
+    # 1 s here (measured 0.1-0.6 s), or one detection's whole frame time on a slower machine
+    slack = max(1.0, one_frame)
+    assert t_answer <= budget + slack, \
+        f"answered after {t_answer:.2f} s (budget {budget:.2f} s + {slack:.2f} s)"
     assert len(st) == 500
     n_ok, n_skip = st.count(0), st.count(2)
     assert n_ok >= 1 and n_ok + n_skip == 500, (n_ok, n_skip, st.count(1))
@@ -211,6 +214,7 @@ def test_max_detections_keeps_the_highest_scores(scene):
     assert sorted(d.id for d in poses.detections) == ["box_1", "box_3"]
 
 
+@pytest.mark.serial
 def test_destroy_node_during_a_long_frame_returns_within_1s(scene):
     from coop_ros.ros.node import CoopNode
     from coop_ros.ros.replay import Replayer, Spinner

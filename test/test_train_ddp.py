@@ -16,7 +16,7 @@ from coop_ros.nets import read_checkpoint
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun is not installed next to this Python")
 def test_torchrun_two_processes_gloo(tmp_path):
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     generate_dataset(tmp_path / "ds", ["textured_box"], n_scenes=1, images_per_scene=2,
                      width=320, height=240, objects_per_image=(1, 2), distractors=(0, 0),
                      occlusion="none", progress=False, distance_m=(0.5, 0.7))

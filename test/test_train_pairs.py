@@ -17,7 +17,7 @@ S = 96
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    from coop_ros.bop.synth import generate_dataset
+    from coop_ros.synth.scenes import generate_dataset
     d = tmp_path_factory.mktemp("pairs")
     generate_dataset(d / "ds", ["textured_box", "mug"], n_scenes=1, images_per_scene=3,
                      width=320, height=240, objects_per_image=(1, 2), distractors=(0, 1),
@@ -178,7 +178,7 @@ def test_mesh_pool_objects(tmp_path):
     the draw from a glob is seeded; bad files are named."""
     import trimesh
 
-    from coop_ros.bop.procedural import textured_mesh
+    from coop_ros.synth.procedural import textured_mesh
     from coop_ros.train.shapes import make_objects, pick_meshes
 
     for k in range(5):   # a pool of OBJ files in arbitrary units (here: cm-sized numbers)

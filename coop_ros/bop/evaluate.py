@@ -46,16 +46,16 @@ import numpy as np
 
 from coop_ros.bop import coop_adapter, metrics
 from coop_ros.bop.dataset import (BopDataset, BopFrame, Estimate, NoEstimate, Target,
-                                  valid_gt_indices,
-                                  compute_gt_info, read_results_csv, write_results_csv)
+                                  compute_gt_info, read_results_csv, valid_gt_indices,
+                                  write_results_csv)
 from coop_ros.bop.vsd import VSD_DELTA, VSD_TAUS, VSD_THETAS, vsd
 from coop_ros.errors import InputError
 from coop_ros.geometry.se3 import check_pose
 
 __all__ = [
     "Estimate", "Target", "EstimatorFn", "EstimatorSpec", "ESTIMATORS", "ESTIMATOR_PLUGINS",
-    "register_estimator", "get_estimator", "load_estimator_plugins", "valid_gt_indices",
-    "gt_estimator", "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
+    "register_estimator", "get_estimator", "load_estimator_plugins", "gt_estimator",
+    "perturbed_estimator", "TargetResult", "EvalReport", "evaluate",
     "configure_parser", "run",
 ]
 

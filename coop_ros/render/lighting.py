@@ -2,7 +2,7 @@
 highlights, shadow maps (cast shadows) and screen-space ambient occlusion.
 
 All in the camera frame, metres, OpenCV axes; colours are linear light. Used by the realistic
-synthetic scenes (:mod:`coop_ros.bop.realistic`); the pose pipeline keeps its simple headlight.
+synthetic scenes (:mod:`coop_ros.synth.realistic`); the pose pipeline keeps its simple headlight.
 
 * :class:`ShadowMap`: classic shadow mapping (Williams 1978): the scene's depth is rendered
   from the light (a pinhole looking at the scene), every camera pixel is moved into the light's

@@ -57,7 +57,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="mesh files to add as objects (glob, e.g. 'random_urdfs/*/*.obj')")
     g.add_argument("--meshes", type=int, default=10, help="files drawn from --mesh-glob")
     g.add_argument("--preset", default="default", choices=("default", "realistic"),
-                   help="scene preset (realistic: coop_ros.bop.realistic; train with "
+                   help="scene preset (realistic: coop_ros.synth.realistic; train with "
                         "data.preset: realistic)")
 
 

@@ -1,7 +1,7 @@
 """Training / held-out synthetic sets with disjoint shapes (``coop-ros train shapes``).
 
-A BOP-format folder from :func:`coop_ros.bop.synth.generate_dataset` whose targets are a set of
-procedural objects: built-in ones (:data:`coop_ros.bop.procedural.PROCEDURAL`, texture seed
+A BOP-format folder from :func:`coop_ros.synth.scenes.generate_dataset` whose targets are a set of
+procedural objects: built-in ones (:data:`coop_ros.synth.procedural.PROCEDURAL`, texture seed
 ``object_seed``) and ``n_primitives`` random primitives (:func:`random_primitive`, drawn from
 ``shape_seed``). Two calls with different ``shape_seed`` (and different built-in names) give
 disjoint shape sets: the training split and the held-out split of TRAINING-DATA.md.
@@ -14,7 +14,7 @@ Default splits used by ``config/train_*.yaml``::
 
 Mesh pools add shapes: ``--mesh-glob 'pybullet_data/random_urdfs/*/*.obj' --meshes 12`` draws 12
 files (seeded by ``--shape-seed``), each scaled to 6-16 cm and textured at random
-(:func:`coop_ros.bop.procedural.textured_mesh`; ``scripts/gpu/fetch.sh`` extracts the 1000
+(:func:`coop_ros.synth.procedural.textured_mesh`; ``scripts/gpu/fetch.sh`` extracts the 1000
 pybullet shapes).
 """
 from __future__ import annotations
@@ -42,9 +42,9 @@ def pick_meshes(pattern: str, n: int, seed: int) -> list:
 def make_objects(names=("textured_box", "can", "mug"), n_primitives: int = 8, shape_seed: int = 1,
                  object_seed: int = 0, meshes=()) -> dict:
     """{obj_id: ObjectModel}: built-in ``names`` (ids 1..), then random primitives, then the
-    mesh files ``meshes`` (:func:`~coop_ros.bop.procedural.textured_mesh`, random size and
+    mesh files ``meshes`` (:func:`~coop_ros.synth.procedural.textured_mesh`, random size and
     texture from ``shape_seed``)."""
-    from coop_ros.bop.procedural import PROCEDURAL, make_object, random_primitive, textured_mesh
+    from coop_ros.synth.procedural import PROCEDURAL, make_object, random_primitive, textured_mesh
 
     out = {}
     for name in names:
@@ -70,8 +70,8 @@ def make_shapes_dataset(out_dir, names=("textured_box", "can", "mug"), n_primiti
                         meshes=(), preset: str = "default"):
     """Write the dataset (see the module docstring); returns the SynthSummary. ``preset``
     ``realistic``: table-top scenes of 3-6 targets among 10-18 distractors
-    (:mod:`coop_ros.bop.realistic`; for ``data.preset: realistic``)."""
-    from coop_ros.bop.synth import generate_dataset
+    (:mod:`coop_ros.synth.realistic`; for ``data.preset: realistic``)."""
+    from coop_ros.synth.scenes import generate_dataset
 
     objs = make_objects(names, n_primitives, shape_seed, object_seed, meshes)
     realistic = preset == "realistic"

@@ -18,23 +18,10 @@ noise, and writes them in the exact BOP layout
                     mask/000000_000000.png        full silhouette of GT instance 0 (0 / 255)
                     mask_visib/000000_000000.png  its visible part (0 / 255)
 
-Ground truth follows the BOP toolkit (``scripts/calc_gt_masks.py``, ``calc_gt_info.py``) exactly:
-
-* ``mask``: the object rendered alone at its GT pose, image size (truncated at the border).
-* ``mask_visib`` / ``px_count_visib``: ``visib_mode='bop19'`` with ``delta = 15 mm`` on *distance*
-  images: visible where ``dist_gt > 0`` and (``dist_gt - dist_scene <= delta`` or the saved depth
-  is 0), with ``dist_scene`` from the depth PNG as written (noise and quantisation included), so
-  running the BOP toolkit on these files reproduces the numbers.
-* ``px_count_all``: pixels of the full silhouette **including the part outside the image** (BOP
-  renders on a 3W x 3H canvas with the principal point shifted by (W, H); we do the same, only
-  for instances whose projected bounding box leaves the image, otherwise it equals the mask).
-* ``px_count_valid``: pixels of the image-size silhouette with a non-zero saved depth.
-* ``visib_fract = px_count_visib / px_count_all`` (0 when px_count_all is 0).
-* ``bbox_obj`` = BOP ``calc_2d_bbox`` of the full (3x canvas) silhouette: ``[x_min, y_min,
-  x_max - x_min, y_max - y_min]`` — note **w = x_max - x_min** (one less than the pixel count),
-  and **not clipped** to the image: an object that leaves the image has a box reaching outside it
-  (negative x / y, or x + w >= W). ``bbox_visib`` is the same of the visible mask (inside the image
-  by construction). Both are ``[-1, -1, -1, -1]`` when ``px_count_visib`` is 0 (as BOP does).
+Ground truth follows the BOP toolkit exactly (``calc_gt_masks`` / ``calc_gt_info``; the rules:
+:mod:`coop_ros.bop.writer`): ``px_count_all`` and ``bbox_obj`` from BOP's 3W x 3H canvas only
+for instances whose projected bounding box leaves the image (otherwise they equal the mask's),
+``mask_visib`` with ``bop19`` and 15 mm against the depth PNG as written.
 
 Scenes: a scene folder is a group of independent images (each image has its own object poses,
 background, light); the camera frame is the world frame. Each image holds 1-3 target instances
@@ -49,7 +36,7 @@ every target has ``visib_fract >=`` the occlusion level's minimum (the best of
 The images are rendered from the model files **as written** (re-loaded), so the files alone
 reproduce every mask. Same seed -> byte-identical files.
 
-``preset="realistic"`` (``coop-ros synth --preset realistic``, :mod:`coop_ros.bop.realistic`)
+``preset="realistic"`` (``coop-ros synth --preset realistic``, :mod:`coop_ros.synth.realistic`)
 replaces the scenes above: a scene folder is one table arrangement (targets and distractors in
 stable poses) seen from ``images_per_scene`` viewpoints, lit by point lights with shadows and
 highlights, photographed through an RGB camera model and measured by a structured-light depth
@@ -60,24 +47,23 @@ image are left out of that image's GT; ``scene_realism.json`` per scene records 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import cv2
 import numpy as np
 
+from coop_ros.bop.writer import (GENERATOR, calc_2d_bbox, gt_info_from_dist, write_bop_json,
+                                 write_models, write_png)
 from coop_ros.errors import InputError
 from coop_ros.geometry.camera import check_intrinsics, project_camera_points
 from coop_ros.geometry.se3 import make_pose, random_rotation, transform_points
-from coop_ros.objects import ObjectModel, models_info_entry
+from coop_ros.objects import ObjectModel
 
 __all__ = [
-    "SynthConfig", "SynthSummary", "generate_dataset", "default_intrinsics", "write_ply",
-    "gt_info_bop", "calc_2d_bbox", "depth_to_dist", "OCCLUSION_LEVELS", "PRESETS",
-    "configure_parser", "run",
+    "SynthConfig", "SynthSummary", "generate_dataset", "default_intrinsics", "OCCLUSION_LEVELS",
+    "PRESETS", "configure_parser", "run",
 ]
 
 #: scene presets of ``coop-ros synth --preset``
@@ -130,7 +116,7 @@ class SynthConfig:
             with different seeds show the same objects).
         split: split folder name.
         preset: ``"default"`` (the scenes described above) or ``"realistic"``
-            (:mod:`coop_ros.bop.realistic`: table-top layout in stable poses, shadows and
+            (:mod:`coop_ros.synth.realistic`: table-top layout in stable poses, shadows and
             highlights, RGB camera and structured-light depth models, appearance mismatch;
             ``occlusion``, ``depth_noise_m``, ``distance_m``, ``keep_inside``, ``background``,
             ``light_jitter``, ``rgb_noise`` and ``max_attempts`` do not apply to it).
@@ -222,7 +208,7 @@ class SynthConfig:
         if not isinstance(c.split, str) or not c.split or "/" in c.split:
             raise InputError(f"split must be a folder name, got {c.split!r}")
         if c.K is None and c.preset == "realistic":
-            from coop_ros.bop.realistic import KINECT_K
+            from coop_ros.synth.realistic import KINECT_K
             Kk = np.array(KINECT_K) * [[c.width / 640.0], [c.height / 480.0], [1.0]]
             c.K = Kk.tolist()
         elif c.K is None:
@@ -273,180 +259,11 @@ def default_intrinsics(width: int, height: int) -> np.ndarray:
 
 
 # ==============================================================================================
-# BOP ground-truth helpers (bop_toolkit semantics)
-# ==============================================================================================
-def calc_2d_bbox(xs: np.ndarray, ys: np.ndarray) -> list[int]:
-    """BOP toolkit ``misc.calc_2d_bbox`` (no clipping): ``[x_min, y_min, x_max - x_min,
-    y_max - y_min]`` of pixel coordinates (note: width = x_max - x_min, not the pixel count)."""
-    xs, ys = np.asarray(xs), np.asarray(ys)
-    if xs.size == 0:
-        return [-1, -1, -1, -1]
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) - x0, int(ys.max()) - y0]
-
-
-def depth_to_dist(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """BOP ``depth_im_to_dist_im``: (H, W) depth (any unit) -> distance from the camera centre
-    (same unit), float64; 0 stays 0."""
-    depth = np.asarray(depth, dtype=np.float64)
-    H, W = depth.shape
-    xs = (np.arange(W) - K[0, 2]) / K[0, 0]
-    ys = (np.arange(H) - K[1, 2]) / K[1, 1]
-    return depth * np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0)
-
-
-def gt_info_bop(depth_gt_mm: np.ndarray, depth_scene_mm: np.ndarray, K: np.ndarray,
-                delta_mm: float = 15.0, px_count_all: int | None = None,
-                bbox_obj: list[int] | None = None) -> tuple[dict, np.ndarray]:
-    """BOP ``calc_gt_info`` / ``calc_gt_masks`` for one GT instance.
-
-    Args:
-        depth_gt_mm: (H, W) depth of the object rendered alone at its GT pose [mm], 0 off it.
-        depth_scene_mm: (H, W) the dataset's depth image [mm] (as saved), 0 = no measurement.
-        K: (3, 3) intrinsics [px].
-        delta_mm: visibility tolerance [mm] (BOP: 15).
-        px_count_all: silhouette pixels including the part outside the image (3x canvas);
-            None -> the image-size silhouette's count (object fully inside).
-        bbox_obj: BOP box of the full silhouette (3x canvas); None -> from the image-size one.
-    Returns:
-        (info, mask_visib): the scene_gt_info entry (dict with ints / float) and (H, W) bool.
-    """
-    return _gt_info(depth_to_dist(depth_gt_mm, K), depth_to_dist(depth_scene_mm, K), delta_mm,
-                    px_count_all, bbox_obj)
-
-
-def _gt_info(dist_gt: np.ndarray, dist_im: np.ndarray, delta_mm: float,
-             px_count_all: int | None, bbox_obj, offset=(0, 0)) -> tuple[dict, np.ndarray]:
-    """:func:`gt_info_bop` on distance images (``dist_gt`` / ``dist_im``, same shape [mm]) that
-    may be a window of the image holding the whole silhouette: ``offset`` (x0, y0) is the
-    window's corner, added to the boxes; the mask returned is the window's."""
-    d_diff = dist_gt.astype(np.float32) - dist_im.astype(np.float32)
-    visib = ((d_diff <= delta_mm) | (dist_im == 0)) & (dist_gt > 0)
-    mask = dist_gt > 0
-    if px_count_all is None:
-        px_count_all = int(mask.sum())
-    px_valid = int((dist_im[mask] > 0).sum())
-    px_visib = int(visib.sum())
-    fract = px_visib / float(px_count_all) if px_count_all > 0 else 0.0
-    bbox, bbox_visib = [-1] * 4, [-1] * 4
-    if px_visib > 0:
-        if bbox_obj is None:
-            ys, xs = mask.nonzero()
-            bbox_obj = calc_2d_bbox(xs + offset[0], ys + offset[1])
-        bbox = [int(x) for x in bbox_obj]
-        ys, xs = visib.nonzero()
-        bbox_visib = calc_2d_bbox(xs + offset[0], ys + offset[1])
-    return ({"bbox_obj": bbox, "bbox_visib": bbox_visib, "px_count_all": int(px_count_all),
-             "px_count_valid": px_valid, "px_count_visib": px_visib,
-             "visib_fract": float(fract)}, visib)
-
-
-# ==============================================================================================
-# model files
-# ==============================================================================================
-def write_ply(path, obj: ObjectModel, texture_name: str | None = None) -> Path:
-    """Write ``obj`` as a binary little-endian BOP PLY in **millimetres**.
-
-    Vertex properties: x y z (float), nx ny nz (float, area-weighted vertex normals), red green
-    blue (uchar: the vertex colours, or the texture sampled at each vertex's uv, or grey), and for
-    textured objects texture_u texture_v (float, OpenGL v up) with the header line
-    ``comment TextureFile <texture_name>``; the caller writes that PNG next to the PLY.
-    Faces: ``list uchar int vertex_indices``.
-
-    Args:
-        path: output .ply path.
-        obj: the object (metres).
-        texture_name: file name of the texture PNG; required when ``obj`` has a texture.
-    Returns:
-        The path.
-    """
-    import trimesh
-
-    path = Path(path)
-    V = obj.vertices * _MM
-    F = obj.faces
-    normals = np.asarray(trimesh.Trimesh(vertices=obj.vertices, faces=F, process=False)
-                         .vertex_normals, dtype=np.float32)
-    if obj.vertex_colors is not None:
-        rgb = np.round(obj.vertex_colors * 255.0)
-    elif obj.texture is not None:
-        Ht, Wt = obj.texture.shape[:2]
-        cols = np.clip((obj.uv[:, 0] % 1.0) * Wt, 0, Wt - 1).astype(np.int64)
-        rows = np.clip((1.0 - obj.uv[:, 1] % 1.0) * Ht, 0, Ht - 1).astype(np.int64)
-        rgb = obj.texture[rows, cols].astype(np.float64)
-    else:
-        rgb = np.full((len(V), 3), 178.0)
-    textured = obj.texture is not None
-    if textured and not texture_name:
-        raise InputError(f"write_ply({path}): object {obj.name!r} has a texture; give texture_name")
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("nx", "<f4"), ("ny", "<f4"),
-              ("nz", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    if textured:
-        fields += [("texture_u", "<f4"), ("texture_v", "<f4")]
-    vert = np.zeros(len(V), dtype=np.dtype(fields))
-    for i, c in enumerate("xyz"):
-        vert[c] = V[:, i]
-        vert["n" + c] = normals[:, i]
-    for i, c in enumerate(("red", "green", "blue")):
-        vert[c] = np.clip(rgb[:, i], 0, 255).astype(np.uint8)
-    if textured:
-        vert["texture_u"], vert["texture_v"] = obj.uv[:, 0], obj.uv[:, 1]
-    face = np.zeros(len(F), dtype=np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
-    face["n"] = 3
-    face["i"] = F
-    lines = ["ply", "format binary_little_endian 1.0", "comment units: millimetres",
-             "comment generated by coop_ros.bop.synth"]
-    if textured:
-        lines.append(f"comment TextureFile {texture_name}")
-    lines.append(f"element vertex {len(V)}")
-    for name, dt in fields:
-        lines.append(f"property {'uchar' if dt == 'u1' else 'float'} {name}")
-    lines += [f"element face {len(F)}", "property list uchar int vertex_indices", "end_header"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(("\n".join(lines) + "\n").encode("ascii"))
-        fh.write(vert.tobytes())
-        fh.write(face.tobytes())
-    return path
-
-
-def _dumps_bop(data) -> str:
-    """JSON in the BOP toolkit's layout (``inout.save_json``): one line per top-level key or list
-    element, each value compact."""
-    compact = lambda v: json.dumps(v, separators=(", ", ": "))  # noqa: E731
-    if isinstance(data, dict):
-        lines = []
-        for k, v in data.items():
-            if isinstance(v, list) and v:
-                inner = ",\n".join("    " + compact(x) for x in v)
-                lines.append(f"  {json.dumps(str(k))}: [\n{inner}]")
-            else:
-                lines.append(f"  {json.dumps(str(k))}: {compact(v)}")
-        return "{\n" + ",\n".join(lines) + "\n}"
-    if isinstance(data, list):
-        return "[\n" + ",\n".join("  " + compact(x) for x in data) + "\n]"
-    return compact(data)
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dumps_bop(data) + "\n")
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), image):
-        raise InputError(f"cannot write image {path}")
-
-
-# ==============================================================================================
 # objects
 # ==============================================================================================
 def _resolve_objects(objects, object_seed: int) -> tuple[dict[int, ObjectModel], dict[int, str]]:
     """{obj_id: ObjectModel} and {obj_id: source description} from the accepted forms."""
-    from coop_ros.bop.procedural import PROCEDURAL, make_object
+    from coop_ros.synth.procedural import PROCEDURAL, make_object
 
     if objects is None:
         objects = list(PROCEDURAL)
@@ -477,28 +294,6 @@ def _resolve_objects(objects, object_seed: int) -> tuple[dict[int, ObjectModel],
             raise InputError(f"objects[{obj_id}] must be an ObjectModel or a built-in name, got "
                              f"{type(o).__name__}")
     return dict(sorted(out.items())), dict(sorted(src.items()))
-
-
-def _write_models(models_dir: Path, objects: dict[int, ObjectModel]) -> dict[int, ObjectModel]:
-    """Write PLYs (+ texture PNGs) and models_info.json; return the models re-loaded from disk."""
-    from PIL import Image
-
-    info, loaded = {}, {}
-    for obj_id, obj in objects.items():
-        stem = f"obj_{obj_id:06d}"
-        tex_name = None
-        if obj.texture is not None:
-            tex_name = f"{stem}.png"
-            models_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(obj.texture).save(models_dir / tex_name, optimize=False)
-        write_ply(models_dir / f"{stem}.ply", obj, tex_name)
-        entry0 = models_info_entry(obj)
-        sym_only = {k: v for k, v in entry0.items() if k.startswith("symmetries")}
-        loaded[obj_id] = ObjectModel.load(models_dir / f"{stem}.ply", units="mm", name=stem,
-                                          models_info=sym_only or None)
-        info[str(obj_id)] = models_info_entry(loaded[obj_id])
-    _write_json(models_dir / "models_info.json", info)
-    return loaded
 
 
 # ==============================================================================================
@@ -599,7 +394,7 @@ def _background_plane(rng, K, W, H, items: list[_Item], tex_px: int):
     """A tilted textured quad behind every item that covers the whole view.
 
     Returns (vertices (4, 3) m in camera frame, faces (2, 3), uv (4, 2), texture (h, w, 3))."""
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
 
     tilt = np.radians(rng.uniform(0, 30))
     phi = rng.uniform(0, 2 * np.pi)
@@ -666,7 +461,7 @@ def _render_image(renderer, rng, cfg: SynthConfig, K, items: list[_Item], models
         renderer.add_mesh("__plane__", V, F, uv=uv, texture=tex)
         scene_items.append(("__plane__", np.eye(4)))
     else:
-        from coop_ros.bop.procedural import random_background
+        from coop_ros.synth.procedural import random_background
         background = random_background(H, W, rng)
     out = renderer.render_scene(scene_items, K, W, H, light=light, background=background)
     rgb = out.rgb[0].astype(np.float32)
@@ -728,8 +523,8 @@ def _targets_gt(renderer, cfg: SynthConfig, K, targets, models: dict, depth_vis_
             bbox = calc_2d_bbox(xs - W, ys - H)
         win = (slice(y0, max(y1, y0)), slice(x0, max(x1, x0)))
         dist_gt = alone[win].astype(np.float64) * _MM * ray[win]
-        info, visib_win = _gt_info(dist_gt, dist_vis[win], cfg.visib_delta_mm, px_all, bbox,
-                                   offset=(win[1].start, win[0].start))
+        info, visib_win = gt_info_from_dist(dist_gt, dist_vis[win], cfg.visib_delta_mm, px_all,
+                                            bbox, offset=(win[1].start, win[0].start))
         visib = np.zeros((H, W), bool)
         visib[win] = visib_win
         info["px_count_valid"] = int((depth_saved_mm[win][mask[win]] > 0).sum())
@@ -753,7 +548,7 @@ def _mesh_pool(cfg: SynthConfig) -> dict:
         pattern = str(Path(list(spec.submodule_search_locations)[0]) / "random_urdfs/*/*.obj")
     if not pattern:
         return {}
-    from coop_ros.bop.procedural import textured_mesh
+    from coop_ros.synth.procedural import textured_mesh
 
     files = sorted(glob.glob(pattern))
     if not files:
@@ -766,7 +561,7 @@ def _mesh_pool(cfg: SynthConfig) -> dict:
 
 
 def _realism_meta() -> dict:
-    from coop_ros.bop.realistic import APPEARANCE
+    from coop_ros.synth.realistic import APPEARANCE
     from coop_ros.render.sensors import RGB_RANGES, DepthSensor
 
     return {"rgb_camera_ranges": {k: list(v) if isinstance(v, tuple) else v
@@ -784,7 +579,7 @@ class _RealisticScenes:
     scene does not); an instance outside an image's view is not in that image's GT."""
 
     def __init__(self, renderer, cfg: SynthConfig, K, models: dict, pool: dict):
-        from coop_ros.bop.realistic import stable_poses
+        from coop_ros.synth.realistic import stable_poses
 
         self.renderer, self.cfg, self.K, self.models = renderer, cfg, K, models
         self.stable = {i: stable_poses(o) for i, o in models.items()}
@@ -799,7 +594,7 @@ class _RealisticScenes:
         self._scene(scene_id)
 
     def _scene(self, scene_id: int) -> None:
-        from coop_ros.bop.realistic import make_table_scene, scene_appearance
+        from coop_ros.synth.realistic import make_table_scene, scene_appearance
 
         if self.scene_id == scene_id:
             return
@@ -828,7 +623,7 @@ class _RealisticScenes:
                                   "lights": [list(lt.position) for lt in self.scene.lights]}
 
     def image(self, rng, scene_id: int, im_id: int) -> dict:
-        from coop_ros.bop.realistic import render_view
+        from coop_ros.synth.realistic import render_view
 
         self._scene(scene_id)
         cfg = self.cfg
@@ -889,7 +684,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     """
     from tqdm import tqdm
 
-    from coop_ros.bop.procedural import PROCEDURAL, make_object, random_primitive
+    from coop_ros.synth.procedural import PROCEDURAL, make_object, random_primitive
     from coop_ros.render.renderer import Light, Renderer
 
     unknown = set(options) - set(SynthConfig.__dataclass_fields__)
@@ -908,7 +703,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
     objs, sources = _resolve_objects(objects, cfg.object_seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = _write_models(out_dir / "models", objs)
+    models = write_models(out_dir / "models", objs)
 
     # distractor pool: random primitives + the built-in objects that are not targets
     pool_rng = np.random.default_rng([cfg.seed, 1])
@@ -920,7 +715,7 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
             pool_objs[f"__dis_{name}__"] = make_object(name, seed=cfg.object_seed + 1000)
     pool_objs.update(_mesh_pool(cfg))
     if cfg.preset == "realistic":
-        from coop_ros.bop.procedural import textured_box
+        from coop_ros.synth.procedural import textured_box
         for k in range(3):   # large boxes (8-35 cm sides), like LM-O's vise, lamp, monitor
             dims = tuple(float(x) for x in pool_rng.uniform(0.08, 0.35, 3))
             pool_objs[f"__big_{k}__"] = textured_box(seed=cfg.object_seed + 2000 + k, size=dims,
@@ -967,11 +762,11 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
                         best, best_score = res, score
                     if score >= min_visib:
                         break
-                _write_png(sdir / "rgb" / f"{im_id:06d}.png", best["rgb"])
-                _write_png(sdir / "depth" / f"{im_id:06d}.png", best["depth_png"])
+                write_png(sdir / "rgb" / f"{im_id:06d}.png", best["rgb"])
+                write_png(sdir / "depth" / f"{im_id:06d}.png", best["depth_png"])
                 for g, (m, mv) in enumerate(zip(best["masks"], best["masks_visib"])):
-                    _write_png(sdir / "mask" / f"{im_id:06d}_{g:06d}.png", m.astype(np.uint8) * 255)
-                    _write_png(sdir / "mask_visib" / f"{im_id:06d}_{g:06d}.png",
+                    write_png(sdir / "mask" / f"{im_id:06d}_{g:06d}.png", m.astype(np.uint8) * 255)
+                    write_png(sdir / "mask_visib" / f"{im_id:06d}_{g:06d}.png",
                                mv.astype(np.uint8) * 255)
                 cams[str(im_id)] = {"cam_K": [float(x) for x in K.reshape(-1)],
                                     "depth_scale": cfg.depth_scale}
@@ -989,25 +784,25 @@ def generate_dataset(out_dir, objects=None, n_scenes: int = 1, images_per_scene:
                 cpu_times.append(time.process_time() - c_img)
                 bar.update(1)
             if realistic is not None:
-                _write_json(sdir / "scene_realism.json", realistic.records.pop(scene_id, {}))
-            _write_json(sdir / "scene_camera.json", cams)
-            _write_json(sdir / "scene_gt.json", gts)
-            _write_json(sdir / "scene_gt_info.json", infos)
+                write_bop_json(sdir / "scene_realism.json", realistic.records.pop(scene_id, {}))
+            write_bop_json(sdir / "scene_camera.json", cams)
+            write_bop_json(sdir / "scene_gt.json", gts)
+            write_bop_json(sdir / "scene_gt_info.json", infos)
     finally:
         bar.close()
         renderer.release()
 
     rows = [{"scene_id": s, "im_id": i, "obj_id": o, "inst_count": n}
             for (s, i, o), n in sorted(targets_rows.items())]
-    _write_json(out_dir / "test_targets_bop19.json", rows)
-    meta = {"generator": "coop_ros.bop.synth", "format_version": _FORMAT_VERSION,
+    write_bop_json(out_dir / "test_targets_bop19.json", rows)
+    meta = {"generator": GENERATOR, "format_version": _FORMAT_VERSION,
             "config": asdict(cfg), "objects": {str(k): v for k, v in sources.items()},
             "distractor_pool": sorted(o.name for o in pool_objs.values()),
             "min_visib_fract_targets": None if cfg.preset == "realistic" else min_visib,
             **({"realism": _realism_meta()} if cfg.preset == "realistic" else {}),
             "bop_gt": {"visib_mode": "bop19", "delta_mm": cfg.visib_delta_mm,
                        "bbox": "calc_2d_bbox, w = x_max - x_min, bbox_obj not clipped"}}
-    _write_json(out_dir / "dataset.json", meta)
+    write_bop_json(out_dir / "dataset.json", meta)
     return SynthSummary(out_dir=out_dir, obj_ids={k: models[k].name for k in models},
                         n_images=n_images, n_instances=len(all_fract),
                         n_targets=sum(r["inst_count"] for r in rows),
@@ -1048,7 +843,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="default", choices=PRESETS,
                    help="default: the scenes above; realistic: table-top scenes in stable poses, "
                         "shadows, highlights, RGB camera and structured-light depth models, "
-                        "appearance mismatch (coop_ros.bop.realistic)")
+                        "appearance mismatch (coop_ros.synth.realistic)")
     p.add_argument("--distractor-meshes", default=None,
                    help="glob of mesh files added to the distractor pool")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,4 @@
-"""The realistic preset of the synthetic generator (coop_ros.bop.realistic via generate_dataset):
+"""The realistic preset of the synthetic generator (coop_ros.synth.realistic via generate_dataset):
 determinism, GT consistency (masks, visib_fract against the rendered scene), the table-top layout,
 depth holes on fully visible flat faces, the appearance mismatch, and the CLI."""
 from __future__ import annotations
@@ -11,13 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from coop_ros.bop import procedural as P
-from coop_ros.bop.realistic import (KINECT_K, scene_appearance,
-                                    stable_poses)
-from coop_ros.bop.synth import generate_dataset
 from coop_ros.geometry.se3 import make_pose
 from coop_ros.objects import ObjectModel, load_models_info
 from coop_ros.render.sensors import HOLE_REASONS
+from coop_ros.synth import procedural as P
+from coop_ros.synth.realistic import KINECT_K, scene_appearance, stable_poses
+from coop_ros.synth.scenes import generate_dataset
 
 W, H = 320, 240
 OBJS = ["textured_box", "can", "mug", "industrial_part"]
@@ -95,8 +94,8 @@ def test_realistic_preset_is_deterministic(dataset, tmp_path):
 @pytest.fixture(scope="module")
 def scene_images():
     """Two views of one table scene through the generator's own state (not written to disk)."""
-    from coop_ros.bop.synth import SynthConfig, _RealisticScenes
     from coop_ros.render.renderer import Renderer
+    from coop_ros.synth.scenes import SynthConfig, _RealisticScenes
 
     cfg = SynthConfig(width=W, height=H, preset="realistic", objects_per_image=(4, 4),
                       distractors=(2, 4), seed=5).validated()
@@ -117,7 +116,7 @@ def test_layout_rests_on_the_table_without_overlap_and_views_the_cluster(scene_i
     rs, images = scene_images
     scene = rs.scene
     grid_total = 0
-    from coop_ros.bop.realistic import _Footprints
+    from coop_ros.synth.realistic import _Footprints
     for p in scene.placed:
         obj = rs.models[p.obj_id] if p.obj_id else rs.pool[p.key]
         V = obj.vertices @ p.T_world[:3, :3].T + p.T_world[:3, 3]
@@ -205,7 +204,7 @@ def test_table_clutter_and_marker_board():
     """The table's desk clutter has the edge density of real table tops (LM-O dev: 18 % Canny
     pixels around the targets; the plain procedural background has a few per cent), the marker
     board is off-white paper with a ring of black-bordered markers; both are deterministic."""
-    from coop_ros.bop.realistic import _desaturated_background, desk_clutter, marker_board
+    from coop_ros.synth.realistic import _desaturated_background, desk_clutter, marker_board
 
     def edges(img):
         return (cv2.Canny(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), 50, 150) > 0).mean()

@@ -4,7 +4,7 @@ objects and the meshes handed to the estimator.
 
 A scene folder is one arrangement on a table (:func:`make_table_scene`) seen from
 ``images_per_scene`` viewpoints (:func:`render_view`), as BOP's real test sets are recorded;
-:func:`coop_ros.bop.synth.generate_dataset` calls both.
+:func:`coop_ros.synth.scenes.generate_dataset` calls both.
 
 1. **Layout** (:func:`sample_tabletop`, magnitudes: :data:`LAYOUT`): a table (a support plane,
    world z = 0, covered with desk clutter: :func:`desk_clutter`), in half of the scenes a
@@ -366,7 +366,7 @@ class TableScene:
 def _desaturated_background(h: int, w: int, rng) -> np.ndarray:
     """A procedural clutter texture with office colours: saturation x 0.3-0.8 (desks, papers,
     walls are mostly less saturated than the procedural palette), for the table and the wall."""
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
 
     img = random_background(h, w, rng).astype(np.float32) / 255.0
     return np.round(_hsv_adjust(img, 0.0, float(rng.uniform(0.3, 0.8)),
@@ -381,7 +381,7 @@ def desk_clutter(size: int, rng: np.random.Generator, items: tuple = (100, 200))
     their objects."""
     from PIL import Image, ImageDraw
 
-    from coop_ros.bop.procedural import random_texture
+    from coop_ros.synth.procedural import random_texture
 
     im = Image.fromarray(_desaturated_background(size, size, rng))
     d = ImageDraw.Draw(im)
@@ -427,7 +427,7 @@ def marker_board(size: int, rng: np.random.Generator) -> np.ndarray:
     """(size, size, 3) uint8 texture of a fiducial marker board like LINEMOD's: off-white paper,
     a ring of 7-9 black square markers per side with a random 4 x 4 bit pattern inside a black
     border (ArUco-style), the middle plain or (30 %) printed with a clutter picture."""
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
 
     paper = float(rng.uniform(200, 240))
     img = np.full((size, size, 3), paper, np.float32) * \
