@@ -42,7 +42,7 @@ def _pose(k: int, obj) -> np.ndarray:
 def sequence(tmp_path_factory):
     """(root, [(rgb, depth [m], box or None, T_gt, visible pixels)]) rendered before any node
     starts (the node's renderer lives in its worker thread)."""
-    from coop_ros.bop.procedural import random_background
+    from coop_ros.synth.procedural import random_background
     from coop_ros.objects import ObjectModel
     from coop_ros.render.renderer import Light, Renderer
     root = tmp_path_factory.mktemp("ros_track")
