@@ -92,6 +92,10 @@ class TrackConfig:
         moves by 8 / 2^k deg, 4 / 2^k crop px, 4 / 2^k % of the distance).
     rgb_polish: with a detection, polish the RGB pose on the box fit (the estimator's
         ``polish_levels``).
+    rgb_levels_undetected: RGB, the search levels without a detection (when the search runs).
+    rgb_search_after_klt: RGB, run the evidence search also when the KLT step gave the pose
+        (default); False keeps the KLT pose with its PnP covariance (~20 ms instead of ~170 ms
+        per object and frame; it drifts as well, README "Tracking").
     rgbd_levels: (first, end) levels of the evidence search after the RGB-D ICP ((0, 0): none).
     klt: start the refinement at the pose :func:`klt_pose` finds from the previous frame (the
         model's corners followed by Lucas-Kanade, PnP) when it has at least ``klt_min_inliers``
@@ -124,6 +128,8 @@ class TrackConfig:
     velocity_smoothing: float = 0.7
     rgb_levels: tuple = (1, 4)
     rgb_polish: bool = True
+    rgb_search_after_klt: bool = True
+    rgb_levels_undetected: tuple = (1, 4)
     rgbd_levels: tuple = (0, 0)
     klt: bool = True
     klt_min_inliers: float = 0.5
@@ -151,7 +157,7 @@ class TrackConfig:
             bad("motion", f"must be one of {list(MOTIONS)}")
         if not 0.0 < float(self.velocity_smoothing) <= 1.0:
             bad("velocity_smoothing", "must lie in (0, 1]")
-        for name in ("rgb_levels", "rgbd_levels"):
+        for name in ("rgb_levels", "rgbd_levels", "rgb_levels_undetected"):
             v = getattr(self, name)
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(
                     isinstance(x, int) and not isinstance(x, bool) for x in v)
@@ -165,8 +171,9 @@ class TrackConfig:
         if not isinstance(self.min_evidence, dict) or set(self.min_evidence) != {"rgb", "rgbd"} \
                 or not all(0.0 <= float(v) <= 1.0 for v in self.min_evidence.values()):
             bad("min_evidence", "must be {'rgb': x, 'rgbd': y} with values in [0, 1]")
-        if not isinstance(self.klt, bool):
-            bad("klt", "must be true or false")
+        for name in ("klt", "rgb_polish", "rgb_search_after_klt"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be true or false")
         for name in ("klt_min_inliers", "anchor_iou", "min_box_cover", "min_association_iou", "min_depth_share", "min_in_view"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 bad(name, "must lie in [0, 1]")
@@ -395,7 +402,8 @@ def klt_pose(prev_gray: np.ndarray, gray: np.ndarray, T_prev: np.ndarray, T_gues
         [m]; K: (3, 3) [px]; renderer, key, obj: the renderer, mesh key and ObjectModel.
     Returns:
         {"T": (4, 4), "points": corners followed, "inliers": PnP inliers, "residual_px": median
-        reprojection error of the inliers} or None (fewer than 8 points followed or inliers, the
+        reprojection error of the inliers, "covariance": (6, 6) ROS order (position, rotation
+        about the camera axes) from the PnP's reprojection Jacobian, or None} or None (fewer than 8 points followed or inliers, the
         object outside the image, no PnP solution).
     """
     H, W = gray.shape
@@ -450,9 +458,21 @@ def klt_pose(prev_gray: np.ndarray, gray: np.ndarray, T_prev: np.ndarray, T_gues
     T[:3, 3] = tv[:, 0]
     if not np.all(np.isfinite(T)) or T[2, 3] <= 0:
         return None
-    proj, _ = cv2.projectPoints(X[idx], rv, tv, K, None)
-    res = float(np.median(np.linalg.norm(proj[:, 0] - uv[idx], axis=1)))
-    return {"T": T, "points": int(ok.sum()), "inliers": int(len(idx)), "residual_px": res}
+    proj, jac = cv2.projectPoints(X[idx], rv, tv, K, None)
+    err = np.linalg.norm(proj[:, 0] - uv[idx], axis=1)
+    res = float(np.median(err))
+    # covariance of (t, r) from the reprojection Jacobian (rows u, v; columns rvec 0-2, tvec
+    # 3-5), residual std robustly (at least 0.5 px); the rotation-vector perturbation taken
+    # as the one about the camera axes (small angles)
+    J = np.concatenate([jac[:, 3:6], jac[:, 0:3]], 1)
+    sigma = max(1.4826 * res, 0.5)
+    try:
+        cov = np.linalg.inv(J.T @ J) * sigma ** 2
+        cov = 0.5 * (cov + cov.T)
+    except np.linalg.LinAlgError:
+        cov = None
+    return {"T": T, "points": int(ok.sum()), "inliers": int(len(idx)), "residual_px": res,
+            "covariance": cov}
 
 
 # ----------------------------------------------------------------------------- RGB-D step
@@ -814,6 +834,7 @@ class Tracker:
                                   f"{cfg.min_in_view:.0%})", di)
         timings: dict = {}
         T = T_pred
+        klt_cov = None
         if cfg.klt and gray is not None and self._prev_gray is not None and \
                 self._prev_gray.shape == gray.shape and tr.frame == self._frame - 1:
             kr = klt_pose(self._prev_gray, gray, tr.T, T_pred, K, est.renderer, key, obj)
@@ -824,6 +845,9 @@ class Tracker:
                 kbox = projected_box(hull, kr["T"], K)
                 if kbox is not None and _in_view(kbox, W, H) >= cfg.min_in_view:
                     T, pbox = kr["T"], kbox
+                    klt_cov = kr["covariance"]
+                    if klt_cov is not None:
+                        klt_cov = klt_cov * est.inflation[mode]
         box = np.asarray(det.box_xywh, np.float64).reshape(-1) if det is not None else \
             _clip_box(pbox, W, H)
         if det is not None and box_iou(pbox, box) < cfg.anchor_iou:
@@ -850,6 +874,10 @@ class Tracker:
             lo, hi = cfg.rgbd_levels
         else:
             lo, hi = cfg.rgb_levels
+            if klt_cov is not None and not cfg.rgb_search_after_klt:
+                lo, hi, cov = 0, 0, klt_cov      # the frame-to-frame pose as it is
+            elif det is None:
+                lo, hi = cfg.rgb_levels_undetected
         search_ev = ev if det is not None else ev_track
         if hi > lo:
             sr = evidence_search(T, search_ev, est.renderer, key, obj.center, levels=hi,
