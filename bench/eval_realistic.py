@@ -18,7 +18,8 @@
 3. RGB-D at coarse / 1 / 5 hypotheses: the realistic set (its first ``--rgbd-max-targets``
    targets, AR with VSD) beside the two real RGB-D frames with GT (LINEMOD cat, Kinect;
    YCB-Video gelatin box, Xtion), each written as a one-image BOP folder (GT info from the
-   real depth, BOP's bop19 rule).
+   real depth, BOP's bop19 rule). The realistic set's RGB-D rows also by visib_fract (< 0.5,
+   0.5-0.8, >= 0.8) with ``coop-ros eval``'s oracles: what the occluded objects get.
 
 Rows are cached in ``OUT/rows.json`` (``--fresh`` recomputes); the table states the commit the
 code was measured at and the merged main commit. ``--stats`` prints, instead, the realism
@@ -300,7 +301,7 @@ def run_row(data: Path, cfg: str, vsd: bool, max_targets, cache_dir: str) -> dic
     return {"ar": rep.ar, "ar_mssd": rep.ar_mssd, "ar_mspd": rep.ar_mspd, "ar_vsd": rep.ar_vsd,
             "n": rep.n_targets, "s_per_target": float(np.mean(tt)) if tt else float("nan"),
             "failed": sum(1 for r, _ in records if not r.ok),
-            "wall_s": time.perf_counter() - t0}
+            "wall_s": time.perf_counter() - t0, "by_visibility": rep.by_visibility()}
 
 
 def main(argv=None) -> int:
@@ -389,6 +390,19 @@ def main(argv=None) -> int:
     for h, name in ((0, "coarse"), (1, "1 hypothesis"), (5, "5 hypotheses")):
         print(f"| {name} | {f(f'synth_rgbd_{h}')} | {f(f'cat_rgbd_{h}')} | "
               f"{f(f'gel_rgbd_{h}')} |")
+    vis = [(h, rows[f"synth_rgbd_{h}"]["by_visibility"]) for h in (0, 1, 5)
+           if "by_visibility" in rows.get(f"synth_rgbd_{h}", {})]
+    if vis:
+        print("\nRGB-D, realistic synthetic: AR by visib_fract (targets), and the best of the "
+              "hypotheses / the best coarse pose's AR_MSSD (coop-ros eval's oracles)")
+        print("| stage | " + " | ".join(f"visib {b['bin']}" for b in vis[0][1]) + " |")
+        print("|---|" + "---:|" * len(vis[0][1]))
+        for h, bins in vis:
+            g = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            cells = [f"{g(b['ar'])} ({b['n']}; {g(b['ar_best_of_hypotheses'])} / "
+                     f"{g(b['ar_mssd_best_coarse'])})" if b["n"] else "-" for b in bins]
+            print(f"| {('coarse', '1 hypothesis', '', '', '', '5 hypotheses')[h]} | "
+                  + " | ".join(cells) + " |")
     return 0
 
 

@@ -19,17 +19,15 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from conftest import box_node_overrides, synth_box_scene  # noqa: E402
+from conftest import box_node_overrides  # noqa: E402
 
 S0 = 1_770_000_000_000_000_000
 OK, FAILED = 0, 1
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ros_reliability")
-    synth_box_scene(root)
-    return root
+def scene(box_scene):
+    return box_scene
 
 
 def _status(est):
