@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from conftest import box_node_overrides, camera_qos_params, synth_box_scene  # noqa: E402
+from conftest import box_node_overrides, camera_qos_params  # noqa: E402
 
 S0 = 1_770_000_000_000_000_000
 DT_NS = 33_333_333                      # 30 Hz
@@ -39,14 +39,14 @@ def _pose(k: int, obj) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
+def sequence(box_scene):
     """(root, [(rgb, depth [m], box or None, T_gt, visible pixels)]) rendered before any node
-    starts (the node's renderer lives in its worker thread)."""
-    from coop_ros.synth.procedural import random_background
+    starts (the node's renderer lives in its worker thread); the mesh is the worker's shared
+    box scene's."""
     from coop_ros.objects import ObjectModel
     from coop_ros.render.renderer import Light, Renderer
-    root = tmp_path_factory.mktemp("ros_track")
-    synth_box_scene(root)
+    from coop_ros.synth.procedural import random_background
+    root = box_scene
     obj = ObjectModel.load(root / "scene" / "models" / "obj_000001.ply", units="mm")
     r = Renderer(W, H)
     r.add_object("box", obj)
