@@ -36,6 +36,13 @@
    seed 0), of ``refine_pose`` from the GT and from those very poses (``--estimator coop-refine
    --start gt | perturbed``), overall and per visib_fract bin (< 0.5, 0.5-0.8, >= 0.8). The
    refined poses should score at least what the poses they start from score.
+6. ``--sections track`` (not run by default): tracking on LM-O dev, RGB. ``coop-ros eval
+   --estimator coop-track --hypotheses 5`` (the images in im_id order as one sequence: the first
+   image's targets estimated with 5 hypotheses, later ones tracked from the previous poses --
+   ``static_scene`` prediction, the camera motion from the tracked objects' centres and their
+   new boxes --, re-estimated when a track is lost) beside per-frame ``coop`` with 5
+   hypotheses, AR* and seconds per target from the same run, and the tracks' statuses and
+   causes of loss. ``--track-motion``, ``--track-min-evidence``, ``--track-levels`` pass on.
 
 Times are seconds per target (the estimator's wall time per image / its targets, templates
 loaded from the disk cache); with ``--jobs N`` N configurations run at once in separate
@@ -76,22 +83,37 @@ def _dataset(path: Path, stride: int = 1):
     return ds
 
 
-def _coop_row(path: Path, mode: str, hyps: int, args) -> dict:
-    """Evaluate one configuration of the pipeline on one dataset folder; a table row."""
+def _coop_row(path: Path, mode: str, hyps: int, args, variant: str = "") -> dict:
+    """Evaluate one configuration of the pipeline on one dataset folder; a table row.
+    ``variant`` "track": the ``coop-track`` estimator (each scene's images in im_id order as one
+    sequence, tracked from the first frame's ``hyps``-hypothesis estimates, re-estimated with
+    ``hyps`` hypotheses when lost; section 6 of the module docstring)."""
     from coop_ros.bop.evaluate import evaluate
-    from coop_ros.bop.coop_adapter import make_estimator
+    from coop_ros.bop.coop_adapter import make_estimator, make_track_estimator
     ds = _dataset(path, args.stride if path.name == LMO else 1)
     ns = Namespace(mode=mode, hypotheses=max(hyps, 1), coarse_only=hyps == 0, gt_box="visib",
                    backend="weight-free", template_cache=args.template_cache, precision="fp32",
-                   coarse_ckpt=None, refiner_ckpt=None, selection_ckpt=None, device="cpu")
+                   coarse_ckpt=None, refiner_ckpt=None, selection_ckpt=None, device="cpu",
+                   track_motion=getattr(args, "track_motion", None),
+                   track_min_evidence=getattr(args, "track_min_evidence", None),
+                   track_levels=getattr(args, "track_levels", None))
     records: list = []
-    fn = make_estimator(ns, ds, records)
-    rep = evaluate(ds, fn, progress=False, compute_vsd=True,
-                   estimator_name=f"coop {mode} {'coarse' if hyps == 0 else f'{hyps} hyp'}")
-    print(f"done {path.name} {mode}:{hyps}: AR {rep.ar:.3f}", file=sys.stderr, flush=True)
-    row = _row(rep, path.name, mode, "coarse only" if hyps == 0 else
-               f"{hyps} hypothes{'is' if hyps == 1 else 'es'}")
-    if hyps > 0:
+    track = variant == "track"
+    fn = make_track_estimator(ns, ds, records=records) if track else \
+        make_estimator(ns, ds, records)
+    name = f"coop{'-track' if track else ''} {mode} " + ("coarse" if hyps == 0 else
+                                                           f"{hyps} hyp")
+    rep = evaluate(ds, fn, progress=False, compute_vsd=True, estimator_name=name)
+    print(f"done {path.name} {mode}:{hyps}{':track' if track else ''}: AR {rep.ar:.3f}",
+          file=sys.stderr, flush=True)
+    row = _row(rep, path.name, mode, ("tracked, " if track else "") + (
+        "coarse only" if hyps == 0 else f"{hyps} hypothes{'is' if hyps == 1 else 'es'}"))
+    if track:
+        from collections import Counter
+        row["track_status"] = dict(Counter(r.status for _, _, r, _ in records))
+        row["track_lost"] = dict(Counter(r.reason.split(":")[1].strip() for _, _, r, _ in records
+                                         if r.reason))
+    elif hyps > 0:
         sys.path.insert(0, str(ROOT / "bench"))
         from eval_synthetic import covariance_stats
         row["covariance"] = covariance_stats(records, ds)
@@ -493,6 +515,26 @@ def print_table(rows: list[dict], stride: int) -> None:
                   "without an estimate: " + "; ".join(r["missing"][:10]))
 
 
+def print_track_table(rows: list[dict], stride: int) -> None:
+    """Section 6: tracked against per-frame on LM-O dev (rows of the same run)."""
+    per = next((r for r in rows if r["data"] == LMO and r["method"] == "5 hypotheses"), None)
+    trk = next((r for r in rows if r["data"] == LMO and r["method"] == "tracked, 5 hypotheses"),
+               None)
+    if per is None or trk is None:
+        return
+    print(f"\nTracking on LM-O dev{f' (every {stride}th image)' if stride > 1 else ''}, RGB: the "
+          "images in im_id order as one sequence (coop-track), against per-frame estimates "
+          "(same run; goal: AR* >= per-frame - 0.02 at <= 0.25 x its time):\n")
+    print("| method | targets | AR_MSSD | AR_MSPD | AR* | s / target | time vs per-frame |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in (per, trk):
+        ratio = r["s_per_target"] / per["s_per_target"] if per["s_per_target"] else None
+        print(f"| {r['method']} | {r['n']} | {_fmt(r['ar_mssd'])} | {_fmt(r['ar_mspd'])} "
+              f"| {_fmt(r['ar'])}* | {_fmt(r['s_per_target'], 2)} | {_fmt(ratio, 2)} |")
+    print(f"\ntracked results by status: {trk.get('track_status')}; tracks lost by cause: "
+          f"{trk.get('track_lost')}")
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -505,6 +547,10 @@ def main(argv=None) -> int:
     ap.add_argument("--template-cache", default=os.environ.get("COOP_ROS_CACHE", str(
         Path.home() / ".cache" / "coop_ros")) + "/templates")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--track-motion", default=None, help="section track: coop-track --track-motion")
+    ap.add_argument("--track-min-evidence", type=float, default=None,
+                    help="section track: coop-track --track-min-evidence")
+    ap.add_argument("--track-levels", default=None, help="section track: coop-track --track-levels")
     ap.add_argument("--only", default=None, help=argparse.SUPPRESS)      # worker: DATA:MODE:N
     ap.add_argument("--row-json", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -514,8 +560,8 @@ def main(argv=None) -> int:
         print(f"eval_real: {real} not found: no real data, nothing to evaluate (skipped)")
         return 0
     if args.only:
-        data, mode, h = args.only.split(":")
-        row = _coop_row(real / data, mode, int(h), args)
+        data, mode, h, *var = args.only.split(":")
+        row = _coop_row(real / data, mode, int(h), args, var[0] if var else "")
         if args.row_json:
             Path(args.row_json).write_text(json.dumps(row))
         else:
@@ -527,6 +573,8 @@ def main(argv=None) -> int:
         work += [(LMO, m, h) for m, h in CONFIGS["lmo"]]
     if "rgbd" in sections:
         work += [(d, m, h) for d in RGBD if (real / d).is_dir() for m, h in CONFIGS["rgbd"]]
+    if "track" in sections and (real / LMO).is_dir():
+        work += [w for w in [(LMO, "rgb", 5), (LMO, "rgb", 5, "track")] if w not in work]
     t0 = time.perf_counter()
     rows = _run(work, args, argv if argv is not None else sys.argv[1:])
     if "rgbd" in sections and not args.no_fpfh:
@@ -539,11 +587,13 @@ def main(argv=None) -> int:
         except (RuntimeError, subprocess.CalledProcessError) as e:
             print(f"FPFH baseline not run: {e}", file=sys.stderr)
     order = {d: i for i, d in enumerate((LMO,) + RGBD)}
-    methods = ["coarse only", "1 hypothesis", "5 hypotheses"]
+    methods = ["coarse only", "1 hypothesis", "5 hypotheses", "tracked, 5 hypotheses"]
     rows.sort(key=lambda r: (order.get(r["data"], 9), r["mode"],
                              methods.index(r["method"]) if r["method"] in methods else 9))
     if rows:
         print_table(rows, args.stride)
+    if "track" in sections:
+        print_track_table(rows, args.stride)
     keep = _keep_rows(real, args) if "keep" in sections else []
     if keep:
         print_keep_table(keep)
@@ -562,7 +612,7 @@ def main(argv=None) -> int:
 
 def _run(work, args, argv) -> list[dict]:
     if args.jobs <= 1:
-        return [_coop_row(Path(args.real) / d, m, h, args) for d, m, h in work]
+        return [_coop_row(Path(args.real) / w[0], w[1], w[2], args, *w[3:]) for w in work]
     from concurrent.futures import ThreadPoolExecutor
     base, skip = [], False
     for a in argv:
@@ -579,7 +629,7 @@ def _run(work, args, argv) -> list[dict]:
                             "--row-json", str(out)], check=True)
             return json.loads(out.read_text())
         # the slowest configurations first, so the jobs finish together
-        ordered = sorted(work, key=lambda w: (w[0] != LMO, -w[2]))
+        ordered = sorted(work, key=lambda w: (w[0] != LMO, -w[2], len(w)))
         with ThreadPoolExecutor(args.jobs) as pool:
             return list(pool.map(one, ordered))
 

@@ -48,6 +48,9 @@ class Reason(str, Enum):
     STALE_INPUT = "stale_input"             # the frame was older than discard_older_than_ms
     # an ok hypothesis that the time budget left unrefined (Hypothesis.reason_code; T = T_coarse)
     NOT_REFINED = "not_refined"
+    # a tracked object whose track ended (coop_ros.pipeline.track: left the view, the image
+    # evidence fell, the detection disagrees, ...): no pose; the detail names the cause
+    TRACK_LOST = "track_lost"
 
     def __str__(self) -> str:
         return self.value

@@ -90,6 +90,9 @@ setup_venv() {  # steps 3-5 ($1 = folder, $2 = requirements file; its packages a
   build_msgs() {  # $1 = source dir, $2 = name, extra cmake args after
     local src="$1" name="$2"; shift 2
     log "generating messages: $name ($VENV)"
+    # from a clean build folder: an incremental build kept the typesupport of messages removed
+    # from the package (vision_msgs' Classification after the renovation: undefined symbol)
+    rm -rf "$VENV/build/$name"
     CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
       cmake -S "$src" -B "$VENV/build/$name" -DCMAKE_INSTALL_PREFIX="$VENV" \
         -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF "$@" >"$VENV/build/$name.log" 2>&1 \

@@ -30,6 +30,7 @@ def pytest_configure(config):
 LONGEST_FIRST = ("test_ros_node_integration.py", "test_real_frames.py", "test_train_loop.py",
                  "test_ros_node_bad_inputs.py", "test_synth_realistic.py",
                  "test_ros_node_inputs.py", "test_package_build.py", "test_ros_node_bag.py",
+                 "test_ros_node_tracking.py", "test_track.py",
                  "test_pipeline_determinism.py", "test_ros_reliability.py",
                  "test_pipeline_estimator.py", "test_nets.py",
                  "test_pipeline_cli.py", "test_train_pairs.py", "test_backend_learned.py",

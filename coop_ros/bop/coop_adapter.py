@@ -9,6 +9,11 @@
   (``--start gt``) or at the GT perturbed exactly as the ``perturbed`` estimator perturbs it
   (``--start perturbed``, its ``--rot-deg`` / ``--trans-mm`` / ``--seed``): does refinement keep
   the truth, does it improve a near pose? Compare with ``--estimator perturbed`` (the starts).
+* ``coop-track``: each scene's images in im_id order as one sequence, one
+  :class:`~coop_ros.pipeline.track.Tracker` per scene: the first frame's detections get the full
+  estimate, later frames are tracked from the previous poses (the frame's GT boxes are the
+  detections: association, the box checks and the polish), a lost track is re-estimated by the
+  full pipeline on the same frame. Estimates carry the time of the whole frame, as ``coop``'s.
 
 Object registration (templates) is not counted as estimation time. The pipeline is imported when
 the estimator is built, not when the CLI is. This module imports nothing from
@@ -20,8 +25,8 @@ import time
 
 import numpy as np
 
-__all__ = ["add_args", "add_refine_args", "make_estimator", "make_refine_estimator",
-           "perturbed_gt_pose"]
+__all__ = ["add_args", "add_refine_args", "add_track_args", "make_estimator",
+           "make_refine_estimator", "make_track_estimator", "perturbed_gt_pose"]
 
 
 def add_args(group) -> None:
@@ -193,5 +198,88 @@ def make_refine_estimator(args, dataset, estimator=None):
                                     r.T_cam_obj, dt))
             else:
                 out.append(NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason))
+        return out
+    return estimate
+
+
+def add_track_args(group) -> None:
+    """The ``coop-track`` estimator's own options (it also takes the ``coop`` options; its
+    --hypotheses are those of the estimates that (re-)initialise a track)."""
+    from coop_ros.pipeline.track import MOTIONS, TrackConfig
+    d = TrackConfig()
+    group.add_argument("--track-motion", choices=MOTIONS, default="static_scene",
+                       help="coop-track: prediction (default static_scene: BOP scenes are "
+                       "static, the camera moves)")
+    group.add_argument("--track-min-evidence", type=float, default=None,
+                       help=f"coop-track: lost below this image evidence (default "
+                       f"{d.min_evidence['rgb']} RGB / {d.min_evidence['rgbd']} RGB-D)")
+    group.add_argument("--track-levels", default=None,
+                       help="coop-track: FIRST,END levels of the evidence search per tracked "
+                       f"frame (default RGB {d.rgb_levels[0]},{d.rgb_levels[1]}, RGB-D "
+                       f"{d.rgbd_levels[0]},{d.rgbd_levels[1]})")
+
+
+def track_config(args):
+    """The :class:`~coop_ros.pipeline.track.TrackConfig` of ``coop-ros eval`` options."""
+    from coop_ros.errors import InputError
+    from coop_ros.pipeline.track import TrackConfig
+    d = TrackConfig()
+    kw = {"motion": getattr(args, "track_motion", None) or "static_scene"}
+    me = getattr(args, "track_min_evidence", None)
+    if me is not None:
+        kw["min_evidence"] = {**d.min_evidence, args.mode: float(me)}
+    lv = getattr(args, "track_levels", None)
+    if lv:
+        try:
+            a, b = (int(v) for v in str(lv).split(","))
+        except ValueError:
+            raise InputError(f"--track-levels must be FIRST,END (two integers), got {lv!r}") \
+                from None
+        kw["rgb_levels" if args.mode == "rgb" else "rgbd_levels"] = (a, b)
+    return TrackConfig(**kw).validate()
+
+
+#: coop-track: a track whose object is not among a frame's targets moves by its prediction for
+#: up to this many frames (not refined: the frame asks nothing of it), then it is dropped
+COAST_FRAMES = 3
+
+
+def make_track_estimator(args, dataset, estimator=None, records: list | None = None):
+    """The ``coop-track`` estimator of ``coop-ros eval`` (module docstring): ``args`` holds the
+    options of :func:`add_args` and :func:`add_track_args`; ``records``, when given, receives
+    (scene_id, im_id, TrackResult, T_gt (4, 4)) per detection (calibration of the lost
+    criteria). A scene's frames must come in increasing im_id order (``coop-ros eval`` gives them
+    so); a frame of an earlier im_id starts the scene's sequence again."""
+    from coop_ros.bop.dataset import Estimate, NoEstimate
+    from coop_ros.pipeline.track import Tracker
+    est = _pose_estimator(args, estimator)
+    cfg = track_config(args)
+    trackers: dict = {}      # scene_id -> (Tracker, last im_id)
+
+    def estimate(frame, targets):
+        _register(est, dataset, targets)
+        t0 = time.perf_counter()
+        dets, gis, out = _detections(frame, targets, args.gt_box)
+        dets, gis, refused = _sanity(frame, dets, gis, args.mode, est)
+        out += refused
+        tr, last = trackers.get(frame.scene_id, (None, None))
+        if tr is None or last is None or frame.im_id <= last:
+            tr = Tracker(est, cfg, mode=args.mode)
+        trackers[frame.scene_id] = (tr, frame.im_id)
+        res = tr.step(frame.rgb, frame.K, dets, depth=frame.depth if args.mode == "rgbd"
+                      else None, num_hypotheses=args.hypotheses, coast=COAST_FRAMES)
+        dt = time.perf_counter() - t0
+        for r in res:
+            if r.detection is None:
+                continue      # a track without a detection in this frame: not a target here
+            if records is not None:
+                records.append((frame.scene_id, frame.im_id, r,
+                                frame.gt[gis[r.detection]].T_cam_obj))
+            p = r.result
+            if p.ok:
+                out.append(Estimate(frame.scene_id, frame.im_id, int(p.obj_id), float(p.score),
+                                    p.T_cam_obj, dt))
+            else:
+                out.append(NoEstimate(frame.scene_id, frame.im_id, int(p.obj_id), p.reason))
         return out
     return estimate

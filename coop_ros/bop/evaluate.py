@@ -214,6 +214,11 @@ register_estimator("coop-refine", coop_adapter.make_refine_estimator,
                    "PoseEstimator.refine_pose from each target's GT pose (--start gt) or from "
                    "the perturbed estimator's pose (--start perturbed; --rot-deg, --trans-mm, "
                    "--seed); takes the coop options", add_args=coop_adapter.add_refine_args)
+register_estimator("coop-track", coop_adapter.make_track_estimator,
+                   "tracking (coop_ros.pipeline.track): each scene's images in im_id order as "
+                   "one sequence; the first frame estimated, later ones tracked from the "
+                   "previous poses, re-estimated when lost; takes the coop options",
+                   add_args=coop_adapter.add_track_args)
 register_estimator("perturbed",
                    lambda args, ds: perturbed_estimator(args.rot_deg, args.trans_mm / 1000.0,
                                                         args.seed),

@@ -180,8 +180,10 @@ class NodeDiagnostics:
                 f"{self.rates['image'].total} images so far): nothing can be processed, the "
                 f"images are lost or late in transport; {LOST_HINT}")
             self.get_logger().error(msgs[-1], throttle_duration_sec=5.0)
+        proc = self._processor
         if images_flowing and now - img_first > 2.0 and (det_last is None or
-                                                          now - det_last > 5.0):
+                                                          now - det_last > 5.0) \
+                and not (proc is not None and proc.tracking_active()):   # tracked: fine
             add(DiagnosticStatus.WARN,
                 f"no detections on '{self.resolve_topic_name('detections')}' for "
                 f"{'ever' if det_last is None else f'{now - det_last:.1f} s'} while images "
@@ -247,9 +249,22 @@ class NodeDiagnostics:
             "processing_mean [ms]": f"{np.mean(proc) * 1e3:.1f}" if proc else "",
             "processing_max [ms]": f"{np.max(proc) * 1e3:.1f}" if proc else "",
             "last_error": self.last_error[:500],
+            **self._tracking_values(now),
         }
         st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
         return st
+
+    def _tracking_values(self, now: float, window_s: float = 10.0) -> dict:
+        """Parameter ``tracking``: the objects tracked now and the rate of frames answered with
+        tracked poses over the last ``window_s`` seconds (empty while tracking is off)."""
+        proc = self._processor
+        tr = None if proc is None else proc.tracker
+        if not self.cfg.tracking or tr is None:
+            return {"tracking": "off"} if not self.cfg.tracking else {}
+        log = [(t, n) for t, n in list(proc.track_log) if now - t <= window_s]
+        return {"tracking": "on", "tracked_objects": ", ".join(sorted(map(str, tr.tracks))),
+                "tracking_rate [Hz]": f"{sum(1 for _, n in log if n) / window_s:.1f}",
+                "tracked_poses_last_10s": str(sum(n for _, n in log))}
 
     def _load_window(self, now: float):
         """(window [s], matched, dropped, detections, budget-skipped, latencies [s] of the

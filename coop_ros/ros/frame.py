@@ -20,6 +20,7 @@ frame_id, stamp 0, suspicious depth) are returned in ``notes`` for /diagnostics 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +65,7 @@ class FrameOutput:
     skipped_reasons: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     results: list = field(default_factory=list)
+    tracked: list = field(default_factory=list)
 
 
 def _timings(t: dict):
@@ -73,6 +75,10 @@ def _timings(t: dict):
                         refine=float(t.get("refine", 0.0)),
                         select=float(t.get("selection", 0.0)),
                         total=float(t.get("total", 0.0)))
+
+
+#: coop_ros.pipeline.track statuses -> ObjectPoseEstimate.TRACK_* values
+_TRACK_STATUS = {"new": 1, "tracked": 2, "reinitialised": 3, "lost": 4, "estimated": 5}
 
 
 def _fmt_stamp(ns: int) -> str:
@@ -97,6 +103,31 @@ class FrameProcessor:
         #: seconds per detection of building the output messages after the estimate: kept free
         #: of the estimator's share of a time budget, so the frame's answer fits the budget
         self.output_times = StageTimes()
+        #: parameter ``tracking``: the :class:`coop_ros.pipeline.track.Tracker` (None while off)
+        self.tracker = None
+        #: (monotonic time, object names tracked) of the recent frames with tracked poses
+        self.track_log: deque = deque(maxlen=1000)
+
+    def tracking_active(self) -> bool:
+        """True while tracking is on and at least one object is tracked (an image without a
+        detection is then worth processing)."""
+        tr = self.tracker
+        return tr is not None and bool(tr.tracks)
+
+    def _tracker_for(self, cfg):
+        """The tracker of ``cfg`` (made when tracking is switched on or the mode changes;
+        dropped when it is switched off)."""
+        from coop_ros.pipeline.track import TrackConfig, Tracker
+        if not cfg.tracking:
+            self.tracker = None
+        elif self.tracker is None or self.tracker.mode != cfg.mode:
+            self.tracker = Tracker(self.estimator, TrackConfig(motion=cfg.tracking_motion),
+                                   mode=cfg.mode)
+        elif self.tracker.config.motion != cfg.tracking_motion:
+            from dataclasses import replace
+            self.tracker.config = replace(self.tracker.config,
+                                          motion=cfg.tracking_motion).validate()
+        return self.tracker
 
     # ------------------------------------------------------------------ inputs
     def frame_arrays(self, frame: dict, camera_info, cfg, notes: list):
@@ -208,6 +239,9 @@ class FrameProcessor:
             for i in idx:
                 results[i] = PoseResult.skipped(entries[i][1].name, reason, detail)
 
+        tracker = self._tracker_for(cfg)
+        tinfo: list = [None] * len(entries)     # TrackResult per entry (tracking on)
+        extra: list = []                        # TrackResults of tracks without a detection
         rgb = K = None
         age_ms = None if (now_ns is None or stamp == 0) else (now_ns - stamp) * 1e-6
         if cfg.discard_older_than_ms > 0 and age_ms is not None and \
@@ -228,18 +262,28 @@ class FrameProcessor:
                         entries[i][1].name, Reason.MAX_DETECTIONS, f"ranked {rank} of "
                         f"{len(order)} by detector score {entries[i][0]['score']:.3g} "
                         f"(max_detections {cfg.max_detections})")
-        if todo:
+        tracking = tracker is not None and bool(tracker.tracks) and not (
+            age_ms is not None and cfg.discard_older_than_ms > 0
+            and age_ms > cfg.discard_older_than_ms)
+        if todo or tracking:
             try:
                 rgb, K, depth = self.frame_arrays(frame, camera_info, cfg, notes)
             except InputError as e:
                 for i in todo:
                     results[i] = PoseResult.failed(entries[i][1].name, Reason.BAD_INPUT, str(e))
                 todo = []
+                if tracking:        # every track ends: this frame cannot hold them
+                    extra = tracker.fail_frame(f"bad_input: {e}")
+                    tracking = False
             except Exception as e:  # noqa: BLE001 -- an unforeseen message: answered, logged
                 for i in todo:
                     results[i] = PoseResult.failed(entries[i][1].name, Reason.INTERNAL_ERROR,
                                                    f"reading the frame: {type(e).__name__}: {e}")
                 todo = []
+                if tracking:
+                    extra = tracker.fail_frame(f"internal_error: reading the frame: "
+                                               f"{type(e).__name__}: {e}")
+                    tracking = False
             if todo and depth is not None:
                 from coop_ros.pipeline.sanity import box_scale_problem
                 for i in list(todo):
@@ -252,25 +296,53 @@ class FrameProcessor:
                     if p:
                         results[i] = PoseResult.failed(spec.name, Reason.BAD_INPUT, p[1])
                         todo.remove(i)
-            if todo:
-                reserve = self.output_times.expected("output") * len(entries)
+            if todo or tracking:
+                reserve = self.output_times.expected("output") * max(len(entries), 1)
                 if deadline is not None:       # the estimator keeps at least half of what is left
                     reserve = min(reserve, 0.5 * max(deadline - time.monotonic(), 0.0))
+                dets_todo = [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
+                                       score=entries[i][0]["score"]) for i in todo]
+                dl = None if deadline is None else deadline - reserve
                 try:
-                    res = self.estimator.estimate(
-                        rgb, K, [Detection(entries[i][1].name, entries[i][0]["box_xywh"],
-                                           score=entries[i][0]["score"]) for i in todo],
-                        depth=depth, mode=cfg.mode, num_hypotheses=cfg.num_hypotheses,
-                        should_stop=should_stop,
-                        deadline=None if deadline is None else deadline - reserve)
+                    if tracker is not None:
+                        tres = tracker.step(rgb, K, dets_todo, depth=depth,
+                                            stamp=stamp * 1e-9 if stamp else None,
+                                            num_hypotheses=cfg.num_hypotheses,
+                                            deadline=dl, should_stop=should_stop)
+                        res = [r.result for r in tres[:len(todo)]]
+                        for i, r in zip(todo, tres):
+                            tinfo[i] = r
+                        extra = tres[len(todo):]
+                    else:
+                        res = self.estimator.estimate(
+                            rgb, K, dets_todo, depth=depth, mode=cfg.mode,
+                            num_hypotheses=cfg.num_hypotheses, should_stop=should_stop,
+                            deadline=dl)
                 except InputError as e:      # a frame-level input problem the checks missed
                     res = [PoseResult.failed(entries[i][1].name, Reason.BAD_INPUT, e.detail)
                            for i in todo]
                 except Exception as e:  # noqa: BLE001 -- the frame is answered all the same
                     res = [PoseResult.failed(entries[i][1].name, Reason.INTERNAL_ERROR,
                                              f"{type(e).__name__}: {e}") for i in todo]
+                    if tracker is not None:      # its state is unknown now: start again
+                        extra = tracker.fail_frame(f"internal_error: {type(e).__name__}: {e}")
                 for i, r in zip(todo, res):
                     results[i] = r
+        # the tracks without a detection in this frame: one entry each (instance <name>_<k>
+        # after the object's detections, so an object tracked alone keeps <name>_0 and its TF)
+        by_name = {o.name: o for o in self.by_class.values()}
+        for r in extra:
+            spec = by_name.get(r.obj_id)
+            if spec is None:
+                continue
+            k = counts.get(spec.name, 0)
+            counts[spec.name] = k + 1
+            box = r.result.box_xywh
+            entries.append(({"class_id": spec.class_id, "score": 1.0,
+                             "box_xywh": tuple(float(v) for v in box) if box is not None
+                             else (0.0, 0.0, 0.0, 0.0)}, spec, f"{spec.name}_{k}"))
+            results.append(r.result)
+            tinfo.append(r)
 
         # ---- messages
         t_out = time.monotonic()
@@ -283,6 +355,11 @@ class FrameProcessor:
         for (d, spec, iid), r in zip(entries, results):
             e = ObjectPoseEstimate(class_id=d["class_id"], instance_id=iid)
             e.object_name = spec.name if spec else ""
+            ti = tinfo[len(est_arr.estimates)]
+            if ti is not None:
+                e.track_status = _TRACK_STATUS[ti.status]
+                e.track_id = int(ti.track_id or 0)
+                e.track_age = int(ti.age)
             if spec is None:
                 r = PoseResult.failed("", Reason.UNKNOWN_OBJECT, f"class_id {d['class_id']!r} "
                                           f"is not configured (known: {sorted(self.by_class)})")
@@ -303,6 +380,8 @@ class FrameProcessor:
                 est_arr.estimates.append(e)
                 continue
             e.status, e.score = ObjectPoseEstimate.STATUS_OK, float(r.score)
+            if ti is not None and ti.reason:       # reinitialised: why the last track ended
+                e.reason = ti.reason
             e.best_so_far = bool(r.best_so_far)
             e.ambiguous = bool(r.ambiguous)
             e.pose = conv.pose_with_covariance(r.T_cam_obj, r.covariance)
@@ -339,6 +418,10 @@ class FrameProcessor:
                 t.transform.translation.z = p.position.z
                 t.transform.rotation = p.orientation
                 tfs.append(t)
+        if tracker is not None:
+            out.tracked = [r.obj_id for r in tinfo if r is not None and r.ok
+                           and r.status == "tracked"]
+            self.track_log.append((time.monotonic(), len(out.tracked)))
         if tfs:
             from tf2_msgs.msg import TFMessage
             out.tf = TFMessage(transforms=tfs)

@@ -149,9 +149,34 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
 
     # ------------------------------------------------------------------ I/O
     def _make_sync(self) -> ApproximateSync:
-        names = ["image", "detections"] + (["depth"] if self.cfg.mode == "rgbd" else [])
-        return ApproximateSync(names, slop_s=self.cfg.sync_slop,
+        """The frame synchroniser (image + detections [+ depth]); also (re)makes the tracking
+        one, image [+ depth] alone, whose frames wait ``sync_slop`` s for their detections
+        (:meth:`_flush_image_only`)."""
+        depth = ["depth"] if self.cfg.mode == "rgbd" else []
+        self._img_sync = ApproximateSync(["image"] + depth, slop_s=self.cfg.sync_slop,
+                                         queue_size=self.cfg.sync_queue_size)
+        self._image_only = None      # (frame, monotonic arrival, image stamp) waiting
+        self._last_matched_stamp = -1
+        return ApproximateSync(["image", "detections"] + depth, slop_s=self.cfg.sync_slop,
                                queue_size=self.cfg.sync_queue_size)
+
+    def _flush_image_only(self) -> None:
+        """Tracking: an image [+ depth] no detection matched within ``sync_slop`` s of its
+        arrival is processed alone while some object is tracked (its tracks are followed and
+        published); dropped otherwise (timer callback)."""
+        now = time.monotonic()
+        with self._lock:
+            w = self._image_only
+            if w is None or now - w[1] < max(self.cfg.sync_slop, 0.01):
+                return
+            self._image_only = None
+        proc = self._processor
+        if self.cfg.tracking and proc is not None and proc.tracking_active():
+            from vision_msgs.msg import Detection2DArray
+            frame = dict(w[0], detections=Detection2DArray(header=w[0]["image"].header))
+            frame["t_recv"] = w[1]
+            self.match_times.append(now)
+            self._slot.put(frame)
 
     def _input_qos(self, name: str) -> QoSProfile:
         """The sensor-data profile (REP-2003: best effort, keep last 5, volatile) with the
@@ -205,6 +230,7 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
             durability=DurabilityPolicy.VOLATILE))
         self.pub_diag = self._pub(DiagnosticArray, "/diagnostics", qout)
         self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
+        self.create_timer(0.01, self._flush_image_only)
 
     def _on_incompatible_qos(self, role: str, topic: str, info) -> None:
         policy = getattr(getattr(info, "last_policy_kind", None), "name", "?")
@@ -252,9 +278,20 @@ class CoopNode(NodeParameters, NodeDiagnostics, Node):
                 return
             n_before = self._sync.unmatchable
             d_before = self._sync.dropped.get("detections", 0)
-            matched = self._sync.add(name, conv.stamp_ns(msg.header), msg, now)
+            stamp = conv.stamp_ns(msg.header)
+            matched = self._sync.add(name, stamp, msg, now)
             mism = self._sync.mismatches[-1] if self._sync.unmatchable > n_before else None
             d_lost = self._sync.dropped.get("detections", 0) - d_before
+            if self.cfg.tracking and name in self._img_sync.names:
+                alone = self._img_sync.add(name, stamp, msg, now)
+                if alone is not None and conv.stamp_ns(alone["image"].header) > \
+                        self._last_matched_stamp:
+                    self._image_only = (alone, now, conv.stamp_ns(alone["image"].header))
+            if matched is not None:
+                ms = conv.stamp_ns(matched["image"].header)
+                self._last_matched_stamp = max(self._last_matched_stamp, ms)
+                if self._image_only is not None and self._image_only[2] <= ms:
+                    self._image_only = None    # that image came with its detections
         if mism is not None and self._sync_stalled(now):
             self.get_logger().warning(self._mismatch_text(mism), throttle_duration_sec=5.0)
         if d_lost > 0:   # detections whose image (or depth) never came: lost or late in transport

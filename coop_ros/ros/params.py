@@ -169,6 +169,15 @@ TABLE: tuple[Param, ...] = (
           "evidence's box fit allows, as a fraction of the box's long side (Cauchy per side, so "
           "one bad side costs little; 0.016 also stayed best with box sides off by 3-8 %, see "
           "README)", lo=0.001, hi=1.0, **_RT),
+    Param("tracking", False, "bool", "follow every estimated object from frame to frame "
+          "(coop_ros/pipeline/track.py): a pose for every image while it is tracked, also "
+          "without a detection (images wait `sync_slop` s for one); the full pipeline only for "
+          "new objects and lost tracks (`coop/estimates` track_status new / tracked / lost / "
+          "reinitialised, track_age); switching it off drops the tracks", **_RT),
+    Param("tracking_motion", "constant_velocity", "choice", "tracking: the prediction from "
+          "one frame to the next (`static_scene`: objects at rest and a moving camera, its "
+          "motion from 4 or more tracked objects' detections)",
+          choices=("constant_velocity", "constant_pose", "static_scene"), **_RT),
     Param("min_score", 0.0, "float", "estimates with a lower selection score are reported as "
           "failed (`low_score`)", lo=0.0, hi=1.0, **_RT),
     Param("max_detections", 20, "int", "detections estimated per frame, highest detector "
@@ -378,6 +387,8 @@ class NodeConfig:
     refine_iterations: int = _D["refine_iterations"]
     rgbd_refine_iterations: int = _D["rgbd_refine_iterations"]
     box_sigma: float = _D["box_sigma"]
+    tracking: bool = _D["tracking"]
+    tracking_motion: str = _D["tracking_motion"]
     min_score: float = _D["min_score"]
     max_detections: int = _D["max_detections"]
     time_budget: float = _D["time_budget"]

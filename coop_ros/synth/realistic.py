@@ -508,8 +508,35 @@ def make_table_scene(renderer, rng: np.random.Generator, targets, distractors) -
                       kelvin)
 
 
+def sequence_camera_pose(rng_scene: np.random.Generator, centre: np.ndarray, t_s: float
+                         ) -> np.ndarray:
+    """T_cam_world of a smooth hand-held camera path around ``centre`` at time ``t_s`` [s]
+    (the path's parameters drawn from ``rng_scene``, so every frame of a scene must be given a
+    generator in the same state, e.g. ``np.random.default_rng([seed, scene])``): distance 0.6-
+    1.2 m and elevation 25-60 deg, each breathing by +-5 % / +-5 deg over 4-7 s; the camera
+    circles the table at 10-20 deg/s (either way); a slow roll of +-3 deg and a hand tremor of
+    about 1 mm (three sines). At 30 Hz the views move 0.3-0.7 deg and 5-12 mm per frame."""
+    from coop_ros.render.lighting import look_at
+
+    r = rng_scene
+    d0, el0 = r.uniform(0.6, 1.2), np.radians(r.uniform(25.0, 60.0))
+    az0, w = r.uniform(0, 2 * np.pi), np.radians(r.uniform(10.0, 20.0)) * r.choice([-1.0, 1.0])
+    pd, pe, pr = r.uniform(4.0, 7.0, 3)
+    ph = r.uniform(0, 2 * np.pi, 6)
+    f_tremor = r.uniform(1.5, 4.0, 3)
+    dist = d0 * (1 + 0.05 * np.sin(2 * np.pi * t_s / pd + ph[0]))
+    el = el0 + np.radians(5.0) * np.sin(2 * np.pi * t_s / pe + ph[1])
+    az = az0 + w * t_s
+    eye = centre + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    eye = eye + 0.001 * np.sin(2 * np.pi * f_tremor * t_s + ph[3:6])
+    T = look_at(eye, centre, up=[0.0, 0.0, 1.0])
+    roll = np.radians(3.0) * np.sin(2 * np.pi * t_s / pr + ph[2])
+    Rr = np.array([[np.cos(roll), -np.sin(roll), 0], [np.sin(roll), np.cos(roll), 0], [0, 0, 1]])
+    return make_pose(Rr, np.zeros(3)) @ T
+
+
 def render_view(renderer, scene: TableScene, rng: np.random.Generator, K, W: int, H: int,
-                cam_rgb=None, depth_sensor=None) -> dict:
+                cam_rgb=None, depth_sensor=None, T_cw: np.ndarray | None = None) -> dict:
     """Photograph and measure ``scene`` from a random viewpoint (:func:`_camera_pose`).
 
     Args:
@@ -517,6 +544,7 @@ def render_view(renderer, scene: TableScene, rng: np.random.Generator, K, W: int
         K: (3, 3) intrinsics [px]; W, H: image size [px].
         cam_rgb: :class:`~coop_ros.render.sensors.RgbCamera` (default: drawn).
         depth_sensor: :class:`~coop_ros.render.sensors.DepthSensor` (default: Kinect v1).
+        T_cw: (4, 4) camera pose T_cam_world (default: drawn, :func:`_camera_pose`).
     Returns:
         dict: ``rgb`` (H, W, 3) uint8, ``depth_m`` (H, W) float64 sensor depth (0 = invalid),
         ``depth_clean`` (H, W) float32 rendered depth, ``hole_reasons`` (H, W) uint8,
@@ -526,7 +554,8 @@ def render_view(renderer, scene: TableScene, rng: np.random.Generator, K, W: int
     from coop_ros.render import lighting as L
     from coop_ros.render import sensors as S
 
-    T_cw = _camera_pose(rng, scene.centre)
+    if T_cw is None:
+        T_cw = _camera_pose(rng, scene.centre)
     T_wc = np.linalg.inv(T_cw)
     items = [(k, T_cw @ T) for k, T in scene.items()]
     g = renderer.render_gbuffer(items, K, W, H)

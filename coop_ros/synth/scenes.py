@@ -124,6 +124,13 @@ class SynthConfig:
             colours) added to the distractor pool; the realistic preset uses pybullet_data's
             ``random_urdfs/*/*.obj`` when pybullet is installed and this is None.
         n_distractor_meshes: how many files of that pool are drawn (seeded).
+        sequence_fps: realistic preset: 0 (default) draws every image's viewpoint on its own;
+            > 0 makes each scene one camera sequence at this frame rate [Hz], im_id = frame
+            index, the camera moving smoothly around the table
+            (:func:`coop_ros.synth.realistic.sequence_camera_pose`) with one RGB camera setting
+            (white balance, exposure, gamma, blur, JPEG quality) per scene; sensor noise and
+            depth artefacts are drawn per frame. For tracking (``coop-ros eval --estimator
+            coop-track``).
     """
 
     n_scenes: int = 1
@@ -152,6 +159,7 @@ class SynthConfig:
     preset: str = "default"
     distractor_meshes: str | None = None
     n_distractor_meshes: int = 8
+    sequence_fps: float = 0.0
 
     def validated(self) -> "SynthConfig":
         """Check every field; returns a normalised copy. Raises InputError naming the field."""
@@ -200,6 +208,14 @@ class SynthConfig:
             if not (np.isfinite(v) and lo <= v <= hi):
                 raise InputError(f"{name} must be in [{lo}, {hi}], got {getattr(c, name)!r}")
             setattr(c, name, v)
+        fps = c.sequence_fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.floating)) or \
+                not (np.isfinite(fps) and 0.0 <= fps <= 1000.0):
+            raise InputError(f"sequence_fps must be a number in [0, 1000] Hz, got {fps!r}")
+        c.sequence_fps = float(fps)
+        if c.sequence_fps > 0 and c.preset != "realistic":
+            raise InputError("sequence_fps needs preset 'realistic' (the camera moves around its "
+                             f"table scenes), got preset {c.preset!r}")
         ds = float(c.depth_scale)
         if not (np.isfinite(ds) and 0.0 < ds <= 10.0):
             raise InputError(f"depth_scale must be in (0, 10] (mm per png unit), "
@@ -619,6 +635,9 @@ class _RealisticScenes:
                 dis.append((key, self.pool[key], self.pool_stable[key], 0))
         self.scene = make_table_scene(self.renderer, rng, tg, dis)
         self.scene_id = scene_id
+        if cfg.sequence_fps > 0:      # one RGB camera setting for the whole sequence
+            from coop_ros.render.sensors import sample_rgb_camera
+            self.cam_rgb = sample_rgb_camera(np.random.default_rng([cfg.seed, 5, scene_id]))
         self.records[scene_id] = {"appearance": looks, "kelvin": self.scene.kelvin,
                                   "lights": [list(lt.position) for lt in self.scene.lights]}
 
@@ -627,7 +646,14 @@ class _RealisticScenes:
 
         self._scene(scene_id)
         cfg = self.cfg
-        out = render_view(self.renderer, self.scene, rng, self.K, cfg.width, cfg.height)
+        if cfg.sequence_fps > 0:
+            from coop_ros.synth.realistic import sequence_camera_pose
+            T_cw = sequence_camera_pose(np.random.default_rng([cfg.seed, 6, scene_id]),
+                                        self.scene.centre, im_id / cfg.sequence_fps)
+            out = render_view(self.renderer, self.scene, rng, self.K, cfg.width, cfg.height,
+                              cam_rgb=self.cam_rgb, T_cw=T_cw)
+        else:
+            out = render_view(self.renderer, self.scene, rng, self.K, cfg.width, cfg.height)
         raw = np.round(out["depth_m"] * _MM / cfg.depth_scale)
         raw[(raw <= 0) | (raw > 65535)] = 0
         depth_png = raw.astype(np.uint16)
@@ -844,6 +870,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="default: the scenes above; realistic: table-top scenes in stable poses, "
                         "shadows, highlights, RGB camera and structured-light depth models, "
                         "appearance mismatch (coop_ros.synth.realistic)")
+    p.add_argument("--sequence-fps", type=float, default=0.0,
+                   help="realistic preset: each scene one smooth camera sequence at this frame "
+                        "rate [Hz] (im_id = frame; for coop-ros eval --estimator coop-track); "
+                        "0: independent views")
     p.add_argument("--distractor-meshes", default=None,
                    help="glob of mesh files added to the distractor pool")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -869,7 +899,7 @@ def run(args: argparse.Namespace) -> int:
                          preset=args.preset, distractor_meshes=args.distractor_meshes,
                          depth_noise_m=args.depth_noise, device=args.device,
                          progress=not args.quiet, background=args.background,
-                         object_seed=args.object_seed)
+                         object_seed=args.object_seed, sequence_fps=args.sequence_fps)
     vf = s.visib_fract
     print(f"wrote {s.out_dir}: {s.n_images} images, {s.n_instances} instances "
           f"(visib_fract mean {vf.mean():.3f}, min {vf.min():.3f}), {s.n_targets} targets; "
