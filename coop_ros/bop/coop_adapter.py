@@ -173,12 +173,21 @@ def make_estimator(args, dataset, records: list | None = None, estimator=None):
     return estimate
 
 
+def _estimate_of(frame, r, dt: float):
+    """The :class:`~coop_ros.bop.dataset.Estimate` of an ok ``PoseResult`` ``r`` (pose only,
+    ``dt`` [s] the frame's time), or its ``NoEstimate`` with the reason."""
+    from coop_ros.bop.dataset import Estimate, NoEstimate
+    if r.ok:
+        return Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score), r.T_cam_obj,
+                        dt)
+    return NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason)
+
+
 def make_refine_estimator(args, dataset, estimator=None):
     """The ``coop-refine`` estimator of ``coop-ros eval``: :meth:`PoseEstimator.refine_pose` of
     every valid GT instance from its GT pose (``args.start == "gt"``) or from
     :func:`perturbed_gt_pose` (``args.rot_deg`` [deg], ``args.trans_mm`` [mm], ``args.seed``),
     in ``args.mode``, with its GT box as the detection."""
-    from coop_ros.bop.dataset import Estimate, NoEstimate
     est = _pose_estimator(args, estimator)
 
     def estimate(frame, targets):
@@ -192,13 +201,7 @@ def make_refine_estimator(args, dataset, estimator=None):
             res.append(est.refine_pose(frame.rgb, frame.K, det, T0, depth=frame.depth
                                        if args.mode == "rgbd" else None, mode=args.mode))
         dt = time.perf_counter() - t0
-        for r in res:
-            if r.ok:
-                out.append(Estimate(frame.scene_id, frame.im_id, int(r.obj_id), float(r.score),
-                                    r.T_cam_obj, dt))
-            else:
-                out.append(NoEstimate(frame.scene_id, frame.im_id, int(r.obj_id), r.reason))
-        return out
+        return out + [_estimate_of(frame, r, dt) for r in res]
     return estimate
 
 
@@ -250,7 +253,6 @@ def make_track_estimator(args, dataset, estimator=None, records: list | None = N
     (scene_id, im_id, TrackResult, T_gt (4, 4)) per detection (calibration of the lost
     criteria). A scene's frames must come in increasing im_id order (``coop-ros eval`` gives them
     so); a frame of an earlier im_id starts the scene's sequence again."""
-    from coop_ros.bop.dataset import Estimate, NoEstimate
     from coop_ros.pipeline.track import Tracker
     est = _pose_estimator(args, estimator)
     cfg = track_config(args)
@@ -275,11 +277,6 @@ def make_track_estimator(args, dataset, estimator=None, records: list | None = N
             if records is not None:
                 records.append((frame.scene_id, frame.im_id, r,
                                 frame.gt[gis[r.detection]].T_cam_obj))
-            p = r.result
-            if p.ok:
-                out.append(Estimate(frame.scene_id, frame.im_id, int(p.obj_id), float(p.score),
-                                    p.T_cam_obj, dt))
-            else:
-                out.append(NoEstimate(frame.scene_id, frame.im_id, int(p.obj_id), p.reason))
+            out.append(_estimate_of(frame, r.result, dt))
         return out
     return estimate
